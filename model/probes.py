@@ -1,0 +1,361 @@
+"""Frozen-feature probe heads and their losses (pure PyTorch + timm layers + einops).
+
+**AttentiveProbe** (V-JEPA 2 ``AttentiveClassifier`` with ``num_probe_blocks=4``): ``depth - 1`` pre-norm
+self-attention blocks (timm ``Block`` via :func:`model.vit.make_blocks`, SDPA attention, no positional encoding)
+over *all* feature tokens, then one cross-attention block in which a single learnable query ``[1, 1, D]``
+(trunc_normal 0.02) attends to ``LN(x)``: ``q = q + xattn(q, LN(x)); q = q + MLP(LN(q))``. The cross-attention
+has q and kv projections (with bias) and **no output projection**; there is **no final LayerNorm** before the
+linear head. Init: trunc_normal(0.02) for every Linear, zero biases, unit LayerNorms, then the output
+projections of block ``l`` (1-based; the cross block is ``l = depth``) are divided by ``sqrt(2 l)``.
+Heads: 16 by default; when 16 does not divide ``D`` the probe uses the **largest divisor of D that is <= the
+requested number** (e.g. D=200 → 10 heads, D=192 → 16 heads, D=1408 → 16 heads) — see :func:`resolve_num_heads`.
+Without positional encoding the probe is invariant to the order of its input tokens.
+
+**DenseProbe** (segmentation / depth on the patch-token grid), architecture::
+
+    tokens [B, Tt*Hp*Wp, D] → LayerNorm(D) → mean over the Tt time steps → [B, D, Hp, Wp]
+      → Conv3x3(D → hidden) → GroupNorm(8) → GELU
+      → Conv3x3(hidden → hidden) → GroupNorm(8) → GELU
+      → Conv1x1(hidden → out_channels) → bilinear upsampling to the image size (H, W) → [B, out_channels, H, W]
+      (→ softplus when ``positive=True``: depth maps are strictly positive)
+
+Segmentation uses 1-channel logits (``positive=False``), depth a 1-channel positive output (``positive=True``).
+
+**Losses** (:func:`probe_loss`, one entry point per benchmark task):
+
+- ``phase`` / ``action``: cross-entropy over ``[B, C]`` logits with integer targets ``[B]``; optional per-class
+  weights (weighted mean ``Σ w_y·nll / Σ w_y``, identical to torch's weighted CE, but 0 instead of NaN when a batch
+  only holds zero-weight classes); targets equal to ``ignore_index`` (-100) are skipped.
+- ``triplet``: multi-label binary cross-entropy with logits over the C classes, multi-hot targets ``[B, C]``,
+  mean over batch and classes; optional class weights multiply each class's term (normalised by their mean).
+- ``skill``: regression on a scalar output (``[B, 1]`` or ``[B]``): **MSE** by default (``regression="smooth_l1"``
+  gives Huber/smooth-L1 with beta 1). Targets should be standardised by the caller (e.g. z-scored on train).
+- ``segmentation``: BCE-with-logits + soft Dice (``segmentation="bce_dice"``, default; also ``"bce"``, ``"dice"``).
+- ``depth``: scale-invariant log loss (Eigen et al. 2014, ``mean(d²) − λ·mean(d)²`` with ``d = log ŷ − log y``,
+  default) or ``"l1"``; pixels whose target is not > 0 (or not finite) are ignored. λ = 0.5 (Eigen's choice):
+  λ = 1 would be fully scale-invariant and leave the absolute scale unlearnt, while the depth metrics (RMSE,
+  AbsRel) need metric depth; λ = 0.5 penalises half of the global log-scale error.
+"""
+from __future__ import annotations
+
+import math
+from functools import partial
+from typing import Literal, Sequence
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange, reduce
+from timm.layers import Mlp, trunc_normal_
+from torch import nn
+
+from model.vit import init_vit_weights, make_blocks, run_blocks
+
+Task = Literal["phase", "action", "triplet", "skill", "segmentation", "depth"]
+CLASSIFICATION_TASKS = ("phase", "action")
+TASKS: tuple[str, ...] = ("phase", "action", "triplet", "skill", "segmentation", "depth")
+DENSE_TASKS = ("segmentation", "depth")
+
+
+def resolve_num_heads(embed_dim: int, num_heads: int = 16) -> int:
+    """The largest divisor of ``embed_dim`` that is ``<= num_heads`` (so ``embed_dim % heads == 0``)."""
+    if embed_dim <= 0 or num_heads <= 0:
+        raise ValueError(f"embed_dim and num_heads must be positive, got {embed_dim}, {num_heads}")
+    return max(h for h in range(1, min(num_heads, embed_dim) + 1) if embed_dim % h == 0)
+
+
+class CrossAttention(nn.Module):
+    """Multi-head cross-attention with q and kv projections and **no** output projection (V-JEPA's probe)."""
+
+    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"num_heads {num_heads} must divide dim {dim}")
+        self.num_heads = num_heads
+        self.q = nn.Linear(dim, dim, bias=qkv_bias)
+        self.kv = nn.Linear(dim, 2 * dim, bias=qkv_bias)
+
+    def forward(self, q: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        q = rearrange(self.q(q), "b n (h d) -> b h n d", h=self.num_heads)
+        k, v = rearrange(self.kv(x), "b n (two h d) -> two b h n d", two=2, h=self.num_heads)
+        out = F.scaled_dot_product_attention(q, k, v)
+        return rearrange(out, "b h n d -> b n (h d)")
+
+
+class CrossAttentionBlock(nn.Module):
+    """``q = q + xattn(q, LN(x)); q = q + MLP(LN(q))``."""
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0) -> None:
+        super().__init__()
+        norm = partial(nn.LayerNorm, eps=1e-6)
+        self.norm1 = norm(dim)
+        self.xattn = CrossAttention(dim, num_heads)
+        self.norm2 = norm(dim)
+        self.mlp = Mlp(in_features=dim, hidden_features=int(dim * mlp_ratio), act_layer=nn.GELU)
+
+    def forward(self, q: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        q = q + self.xattn(q, self.norm1(x))
+        return q + self.mlp(self.norm2(q))
+
+
+class AttentiveProbe(nn.Module):
+    """Attentive probe: tokens ``[B, N, D]`` → logits ``[B, num_outputs]`` (see the module docstring).
+
+    ``depth`` counts all blocks: ``depth - 1`` self-attention blocks + 1 cross-attention block (depth=1 is V-JEPA 1's
+    probe). ``num_heads`` is resolved with :func:`resolve_num_heads`; the value used is ``self.num_heads``.
+    Input tokens of another dtype (e.g. fp16 cached features) are cast to the probe's parameter dtype.
+    """
+
+    def __init__(self, embed_dim: int, num_outputs: int, depth: int = 4, num_heads: int = 16,
+                 mlp_ratio: float = 4.0, activation_checkpointing: bool = False) -> None:
+        super().__init__()
+        if depth < 1:
+            raise ValueError(f"AttentiveProbe depth must be >= 1 (the cross-attention block), got {depth}")
+        if num_outputs < 1:
+            raise ValueError(f"AttentiveProbe num_outputs must be >= 1, got {num_outputs}")
+        self.embed_dim = embed_dim
+        self.num_outputs = num_outputs
+        self.depth = depth
+        self.num_heads = resolve_num_heads(embed_dim, num_heads)
+        self.activation_checkpointing = activation_checkpointing
+        self.blocks = make_blocks(embed_dim, depth - 1, self.num_heads, mlp_ratio, 0.0)
+        self.query = nn.Parameter(torch.zeros(1, 1, embed_dim))
+        self.cross_block = CrossAttentionBlock(embed_dim, self.num_heads, mlp_ratio)
+        self.head = nn.Linear(embed_dim, num_outputs)
+        init_vit_weights(self, self.blocks)  # trunc_normal 0.02 everywhere + 1/sqrt(2l) rescale of the SA blocks
+        self.cross_block.mlp.fc2.weight.data.div_(math.sqrt(2.0 * depth))
+        trunc_normal_(self.query, std=0.02)
+
+    def pool(self, x: torch.Tensor) -> torch.Tensor:
+        """Tokens ``[B, N, D]`` → pooled query ``[B, D]`` (before the linear head)."""
+        if x.ndim != 3 or x.shape[-1] != self.embed_dim:
+            raise ValueError(f"AttentiveProbe expects tokens [B, N, {self.embed_dim}], got {tuple(x.shape)}")
+        x = x.to(self.query.dtype)
+        x = run_blocks(self.blocks, x, self.activation_checkpointing and self.training)
+        q = self.cross_block(self.query.expand(x.shape[0], -1, -1), x)
+        return q[:, 0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.pool(x))
+
+
+class DenseProbe(nn.Module):
+    """Dense head on the patch-token grid: ``[B, Tt*Hp*Wp, D]`` → ``[B, out_channels, H, W]``.
+
+    ``grid`` is the backbone's token grid ``(Tt, Hp, Wp)`` (``Backbone.token_grid``); ``image_size`` ``(H, W)`` is the
+    default output size (``forward(..., out_size=...)`` overrides it; with neither, the output stays at
+    ``(Hp, Wp)``). ``positive=True`` applies softplus (depth). Architecture in the module docstring.
+    """
+
+    def __init__(self, embed_dim: int, out_channels: int, grid: Sequence[int],
+                 image_size: int | Sequence[int] | None = None, hidden_dim: int = 128, positive: bool = False) -> None:
+        super().__init__()
+        if len(grid) != 3:
+            raise ValueError(f"DenseProbe grid must be (Tt, Hp, Wp), got {grid}")
+        self.embed_dim = embed_dim
+        self.out_channels = out_channels
+        self.grid = tuple(int(g) for g in grid)
+        if isinstance(image_size, int):
+            image_size = (image_size, image_size)
+        self.image_size = None if image_size is None else tuple(int(s) for s in image_size)
+        self.positive = positive
+        groups = math.gcd(8, hidden_dim)
+        self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
+        self.decoder = nn.Sequential(
+            nn.Conv2d(embed_dim, hidden_dim, 3, padding=1), nn.GroupNorm(groups, hidden_dim), nn.GELU(),
+            nn.Conv2d(hidden_dim, hidden_dim, 3, padding=1), nn.GroupNorm(groups, hidden_dim), nn.GELU(),
+            nn.Conv2d(hidden_dim, out_channels, 1),
+        )
+
+    def forward(self, x: torch.Tensor, out_size: int | Sequence[int] | None = None) -> torch.Tensor:
+        tt, hp, wp = self.grid
+        if x.ndim != 3 or x.shape[1] != tt * hp * wp or x.shape[2] != self.embed_dim:
+            raise ValueError(f"DenseProbe expects tokens [B, {tt * hp * wp}, {self.embed_dim}] for grid {self.grid}, "
+                             f"got {tuple(x.shape)}")
+        x = self.norm(x.to(self.norm.weight.dtype))
+        fmap = reduce(x, "b (t h w) d -> b d h w", "mean", t=tt, h=hp, w=wp)
+        y = self.decoder(fmap)
+        size = out_size if out_size is not None else self.image_size
+        if size is not None:
+            size = (size, size) if isinstance(size, int) else tuple(int(s) for s in size)
+            y = F.interpolate(y, size=size, mode="bilinear", align_corners=False)
+        return F.softplus(y) if self.positive else y
+
+
+# ----------------------------------------------------------------------------------------------------- losses
+def class_weights_from_labels(labels: torch.Tensor | Sequence[int], num_classes: int) -> torch.Tensor:
+    """Inverse-frequency class weights ``w_c = N / (K · n_c)`` (float32 ``[num_classes]``).
+
+    ``labels``: integer class ids ``[N]`` (negative ids, e.g. ignore labels, are not counted), or a multi-hot
+    ``[N, C]`` matrix (``n_c`` = positives of class c). ``K`` is the number of classes that occur, so the weights
+    average to 1 over the samples. Classes with no sample get weight **0** (never NaN/inf).
+    """
+    t = torch.as_tensor(labels)
+    if t.ndim == 2:
+        if t.shape[1] != num_classes:
+            raise ValueError(f"multi-hot labels have {t.shape[1]} columns, expected {num_classes}")
+        counts = (t > 0).sum(0).to(torch.float64)
+        total = counts.sum()
+    else:
+        t = t.reshape(-1).long()
+        t = t[t >= 0]
+        if t.numel() and int(t.max()) >= num_classes:
+            raise ValueError(f"label {int(t.max())} out of range for {num_classes} classes")
+        counts = torch.bincount(t, minlength=num_classes).to(torch.float64)
+        total = counts.sum()
+    present = counts > 0
+    k = int(present.sum())
+    weights = torch.zeros(num_classes, dtype=torch.float64)
+    if k:
+        weights[present] = total / (k * counts[present])
+    return weights.to(torch.float32)
+
+
+def weighted_cross_entropy(logits: torch.Tensor, target: torch.Tensor, class_weights: torch.Tensor | None = None,
+                           ignore_index: int = -100) -> torch.Tensor:
+    """Cross-entropy ``Σ w_y·nll / Σ w_y`` over non-ignored samples (torch's weighted mean; 0 if the sum is 0)."""
+    target = target.long()
+    nll = F.cross_entropy(logits.float(), target, reduction="none", ignore_index=ignore_index)
+    valid = (target != ignore_index).float()
+    if class_weights is None:
+        w = valid
+    else:
+        cw = class_weights.to(device=logits.device, dtype=torch.float32)
+        w = cw[target.clamp_min(0)] * valid
+    return (w * nll).sum() / w.sum().clamp_min(1e-12)
+
+
+def dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
+    """Soft Dice loss ``1 − (2|p·y| + eps) / (|p| + |y| + eps)`` per image, averaged over the batch."""
+    p = torch.sigmoid(logits.float()).flatten(1)
+    y = target.float().flatten(1)
+    dice = (2 * (p * y).sum(1) + eps) / (p.sum(1) + y.sum(1) + eps)
+    return (1 - dice).mean()
+
+
+def dice_score(logits: torch.Tensor, target: torch.Tensor, threshold: float = 0.0, eps: float = 1e-6) -> torch.Tensor:
+    """Hard Dice of ``logits > threshold`` vs a binary target, averaged over images (empty/empty counts as 1)."""
+    p = (logits > threshold).float().flatten(1)
+    y = (target > 0.5).float().flatten(1)
+    return ((2 * (p * y).sum(1) + eps) / (p.sum(1) + y.sum(1) + eps)).mean()
+
+
+def silog_loss(pred: torch.Tensor, target: torch.Tensor, lam: float = 0.5, eps: float = 1e-6) -> torch.Tensor:
+    """Scale-invariant log loss over valid pixels (target > 0 and finite): ``mean(d²) − λ·mean(d)²``."""
+    pred, target = pred.float(), target.float()
+    valid = torch.isfinite(target) & (target > 0)
+    if not valid.any():
+        return pred.sum() * 0.0
+    d = torch.log(pred[valid].clamp_min(eps)) - torch.log(target[valid])
+    return (d.pow(2).mean() - lam * d.mean().pow(2)).clamp_min(0.0)
+
+
+def masked_l1_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """L1 over valid pixels (target > 0 and finite)."""
+    pred, target = pred.float(), target.float()
+    valid = torch.isfinite(target) & (target > 0)
+    if not valid.any():
+        return pred.sum() * 0.0
+    return (pred[valid] - target[valid]).abs().mean()
+
+
+def _dense_target(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Bring a ``[B, H, W]`` / ``[B, 1, H, W]`` target and ``[B, 1, h, w]`` output to the same shape (the output is
+    bilinearly resized to the target's size when they differ)."""
+    if target.ndim == logits.ndim - 1:
+        target = target.unsqueeze(1)
+    if logits.shape[-2:] != target.shape[-2:]:
+        logits = F.interpolate(logits, size=target.shape[-2:], mode="bilinear", align_corners=False)
+    if logits.shape != target.shape:
+        raise ValueError(f"dense output {tuple(logits.shape)} does not match target {tuple(target.shape)}")
+    return logits, target
+
+
+def probe_loss(task: str, logits: torch.Tensor, target: torch.Tensor, class_weights: torch.Tensor | None = None, *,
+               regression: Literal["mse", "smooth_l1"] = "mse",
+               segmentation: Literal["bce_dice", "bce", "dice"] = "bce_dice",
+               depth: Literal["silog", "l1"] = "silog", ignore_index: int = -100) -> torch.Tensor:
+    """Training loss of a probe head for one benchmark ``task`` (see the module docstring for each task)."""
+    if task in CLASSIFICATION_TASKS:
+        if logits.ndim != 2 or target.ndim != 1 or target.shape[0] != logits.shape[0]:
+            raise ValueError(f"{task}: expected logits [B, C] and integer targets [B], got {tuple(logits.shape)} "
+                             f"and {tuple(target.shape)}")
+        return weighted_cross_entropy(logits, target, class_weights, ignore_index)
+    if task == "triplet":
+        if logits.shape != target.shape:
+            raise ValueError(f"triplet: logits {tuple(logits.shape)} and multi-hot targets {tuple(target.shape)} "
+                             "differ")
+        loss = F.binary_cross_entropy_with_logits(logits.float(), target.float(), reduction="none")
+        if class_weights is not None:
+            cw = class_weights.to(device=logits.device, dtype=torch.float32)
+            loss = loss * (cw / cw.mean().clamp_min(1e-12))
+        return loss.mean()
+    if task == "skill":
+        pred = logits.float().reshape(logits.shape[0], -1)
+        if pred.shape[1] != 1:
+            raise ValueError(f"skill: expected a scalar output per sample, got logits {tuple(logits.shape)}")
+        pred, tgt = pred[:, 0], target.float().reshape(-1)
+        if regression == "mse":
+            return F.mse_loss(pred, tgt)
+        if regression == "smooth_l1":
+            return F.smooth_l1_loss(pred, tgt, beta=1.0)
+        raise ValueError(f"skill: unknown regression loss {regression!r} (mse, smooth_l1)")
+    if task == "segmentation":
+        logits, target = _dense_target(logits, target)
+        terms = {"bce": lambda: F.binary_cross_entropy_with_logits(logits.float(), target.float()),
+                 "dice": lambda: dice_loss(logits, target)}
+        if segmentation not in ("bce_dice", "bce", "dice"):
+            raise ValueError(f"segmentation: unknown loss {segmentation!r} (bce_dice, bce, dice)")
+        return sum(terms[k]() for k in terms if k in segmentation.split("_"))
+    if task == "depth":
+        pred, target = _dense_target(logits, target)
+        if depth == "silog":
+            return silog_loss(pred, target)
+        if depth == "l1":
+            return masked_l1_loss(pred, target)
+        raise ValueError(f"depth: unknown loss {depth!r} (silog, l1)")
+    raise ValueError(f"unknown probe task {task!r}; choose from {list(TASKS)}")
+
+
+def probe_outputs(task: str, logits: torch.Tensor) -> torch.Tensor:
+    """Head output → prediction: class probabilities (phase/action: softmax; triplet/segmentation: sigmoid),
+    the scalar score ``[B]`` (skill) or the depth map unchanged (depth)."""
+    if task in CLASSIFICATION_TASKS:
+        return logits.float().softmax(-1)
+    if task in ("triplet", "segmentation"):
+        return torch.sigmoid(logits.float())
+    if task == "skill":
+        return logits.float().reshape(-1)
+    if task == "depth":
+        return logits.float()
+    raise ValueError(f"unknown probe task {task!r}; choose from {list(TASKS)}")
+
+
+def head_outputs(task: str, num_classes: int) -> int:
+    """Number of head outputs for a task: C for phase/action/triplet, 1 for skill/segmentation/depth."""
+    if task in CLASSIFICATION_TASKS or task == "triplet":
+        if num_classes < 1:
+            raise ValueError(f"{task}: needs at least one class, got {num_classes}")
+        return num_classes
+    if task in ("skill",) + DENSE_TASKS:
+        return 1
+    raise ValueError(f"unknown probe task {task!r}; choose from {list(TASKS)}")
+
+
+def build_probe(task: str, embed_dim: int, num_classes: int = 0, *, grid: Sequence[int] | None = None,
+                image_size: int | Sequence[int] | None = None, depth: int = 4, num_heads: int = 16,
+                mlp_ratio: float = 4.0, hidden_dim: int = 128) -> nn.Module:
+    """The probe for a task: :class:`AttentiveProbe` for clip-level tasks, :class:`DenseProbe` for dense ones."""
+    out = head_outputs(task, num_classes)
+    if task in DENSE_TASKS:
+        if grid is None:
+            raise ValueError(f"{task}: a dense probe needs the backbone's token grid (Tt, Hp, Wp)")
+        return DenseProbe(embed_dim, out, grid, image_size=image_size, hidden_dim=hidden_dim,
+                          positive=task == "depth")
+    return AttentiveProbe(embed_dim, out, depth=depth, num_heads=num_heads, mlp_ratio=mlp_ratio)
+
+
+__all__ = [
+    "AttentiveProbe", "CrossAttention", "CrossAttentionBlock", "DenseProbe", "TASKS", "DENSE_TASKS",
+    "build_probe", "class_weights_from_labels", "dice_loss", "dice_score", "head_outputs", "masked_l1_loss",
+    "probe_loss", "probe_outputs", "resolve_num_heads", "silog_loss", "weighted_cross_entropy",
+]

@@ -1,0 +1,200 @@
+"""Score a task from a prediction ``.npz`` file (the engine behind ``experiments/score.py``).
+
+Every input problem (missing file or key, wrong dtype or shape, out-of-range labels) raises
+:class:`ScoreInputError` whose message names the file and the key. NPZ keys per task are in ``NPZ_KEYS`` and
+documented in docs/metrics.md.
+"""
+from __future__ import annotations
+
+import warnings
+import zipfile
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, PositiveFloat, PositiveInt, model_validator
+
+from orchestrator.benchmarks.metrics_clip import action_metrics, skill_metrics
+from orchestrator.benchmarks.metrics_dense import depth_metrics, segmentation_metrics
+from orchestrator.benchmarks.metrics_phase import RELAXED_NUM_PHASES, Aggregation, RelaxedProtocol, phase_metrics
+from orchestrator.benchmarks.metrics_triplet import synthetic_triplet_maps, triplet_metrics
+
+TASKS: tuple[str, ...] = ("phase", "action", "triplet", "skill", "segmentation", "depth")
+
+# key -> (accepted dtype kinds, ndim); numpy kinds: b bool, i/u int, f float, U/S str.
+_KeySpec = tuple[str, int]
+NPZ_KEYS: dict[str, dict[str, _KeySpec]] = {
+    "phase": {"video": ("USiu", 1), "target": ("iu", 1), "pred": ("iu", 1)},
+    "action": {"video": ("USiu", 1), "target": ("iu", 1), "pred": ("iu", 1)},
+    "triplet": {"video": ("USiu", 1), "target": ("biuf", 2), "score": ("f", 2)},
+    "skill": {"target": ("iuf", 1), "pred": ("iuf", 1)},
+    "segmentation": {"target": ("biuf", 3), "score": ("f", 3)},
+    "depth": {"target": ("f", 3), "pred": ("f", 3)},
+}
+OPTIONAL_NPZ_KEYS: dict[str, dict[str, _KeySpec]] = {"triplet": {"maps": ("iu", 2)}, "depth": {"valid": ("b", 3)}}
+
+
+class ScoreInputError(ValueError):
+    """Unusable scoring input; the message names the file and, where relevant, the key."""
+
+
+class ScoreOptions(BaseModel):
+    """Task options of :func:`score_npz` (the CLI flags)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    num_classes: PositiveInt | None = None
+    relaxed: bool = False
+    fps: PositiveFloat | None = None
+    relaxed_protocol: RelaxedProtocol | None = None
+    aggregation: Aggregation = "video"
+    maps_path: Path | None = None
+    ignore_null: bool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> "ScoreOptions":
+        if self.relaxed and self.fps is None:
+            raise ValueError("--relaxed needs --fps (the evaluation sampling rate: 1 for 1-fps labels, 25 for full rate)")
+        if not self.relaxed and (self.fps is not None or self.relaxed_protocol is not None):
+            raise ValueError("--fps / --relaxed-protocol only apply together with --relaxed")
+        return self
+
+
+def _load_arrays(path: Path) -> dict[str, np.ndarray]:
+    """All arrays of an NPZ file (pickled object arrays refused)."""
+    if not path.is_file():
+        raise ScoreInputError(f"{path}: file not found")
+    try:
+        npz = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise ScoreInputError(f"{path}: not a readable .npz file ({exc})") from exc
+    if not isinstance(npz, np.lib.npyio.NpzFile):
+        raise ScoreInputError(f"{path}: holds a single array; expected an .npz archive with named keys")
+    arrays = {}
+    with npz:
+        for key in npz.files:
+            try:
+                arrays[key] = npz[key]
+            except ValueError as exc:  # object arrays need pickle, which we refuse
+                raise ScoreInputError(
+                    f"{path}: key '{key}' is an object array; store ids as a fixed-width str array"
+                ) from exc
+    return arrays
+
+
+def _get(arrays: dict[str, np.ndarray], path: Path, key: str, spec: _KeySpec) -> np.ndarray:
+    """``arrays[key]`` after checking its dtype kind and number of dimensions."""
+    kinds, ndim = spec
+    arr = arrays[key]
+    if arr.dtype.kind not in kinds:
+        raise ScoreInputError(f"{path}: key '{key}' has dtype {arr.dtype}; expected kind(s) '{kinds}'")
+    if arr.ndim != ndim:
+        raise ScoreInputError(f"{path}: key '{key}' has shape {arr.shape}; expected {ndim} dimension(s)")
+    return arr
+
+
+def read_task_arrays(task: str, path: Path) -> dict[str, np.ndarray]:
+    """Load and check the NPZ arrays of ``task``: presence, dtype, ndim and matching shapes."""
+    if task not in NPZ_KEYS:
+        raise ScoreInputError(f"unknown task {task!r}; expected one of {TASKS}")
+    arrays = _load_arrays(path)
+    required, optional = NPZ_KEYS[task], OPTIONAL_NPZ_KEYS.get(task, {})
+    missing = [key for key in required if key not in arrays]
+    if missing:
+        raise ScoreInputError(f"{path}: missing key(s) {missing} for task '{task}' (found {sorted(arrays)})")
+    out = {key: _get(arrays, path, key, spec) for key, spec in required.items()}
+    out |= {key: _get(arrays, path, key, spec) for key, spec in optional.items() if key in arrays}
+    target = out["target"]
+    if target.size == 0:
+        raise ScoreInputError(f"{path}: key 'target' is empty (shape {target.shape})")
+    for key, arr in out.items():
+        if key == "maps":
+            continue
+        same = arr.shape == target.shape if arr.ndim == target.ndim else len(arr) == len(target)
+        if not same:
+            raise ScoreInputError(f"{path}: key '{key}' has shape {arr.shape} but 'target' has shape {target.shape}")
+    return out
+
+
+def _infer_protocol(options: ScoreOptions, arrays: dict[str, np.ndarray]) -> RelaxedProtocol:
+    """The relaxed rule set: as given, else M2CAI16 for 8 classes and Cholec80 for up to 7."""
+    if options.relaxed_protocol is not None:
+        return options.relaxed_protocol
+    labels = int(max(arrays["target"].max(), arrays["pred"].max())) + 1
+    n_cls = options.num_classes or labels
+    for protocol, n_phases in RELAXED_NUM_PHASES.items():
+        if n_cls <= n_phases:
+            return protocol  # type: ignore[return-value]
+    raise ValueError(f"relaxed boundary is defined for Cholec80 (7 phases) and M2CAI16 (8), not {n_cls} classes")
+
+
+def _triplet_maps(options: ScoreOptions, arrays: dict[str, np.ndarray]) -> np.ndarray:
+    """The triplet map from ``--maps``, else the input's ``maps`` key, else the synthetic map (with a warning)."""
+    if options.maps_path is not None:
+        maps_arrays = _load_arrays(options.maps_path)
+        if "maps" not in maps_arrays:
+            raise ScoreInputError(f"{options.maps_path}: missing key ['maps'] (an [N_triplets, 3] int array)")
+        return _get(maps_arrays, options.maps_path, "maps", ("iu", 2))
+    if "maps" in arrays:
+        return arrays["maps"]
+    warnings.warn(
+        "no triplet map given (--maps FILE.npz or key 'maps'): using the SYNTHETIC map; ap_i/ap_v/ap_t/ap_iv/ap_it "
+        "are meaningless for real CholecT50 predictions",
+        UserWarning,
+        stacklevel=2,
+    )
+    return synthetic_triplet_maps()
+
+
+def _dispatch(task: str, a: dict[str, np.ndarray], options: ScoreOptions) -> dict[str, float]:
+    """Call the task's metric function on the checked arrays."""
+    runners: dict[str, Callable[[], dict[str, float]]] = {
+        "phase": lambda: phase_metrics(
+            a["video"], a["target"], a["pred"], options.num_classes, relaxed=options.relaxed, fps=options.fps,
+            protocol=_infer_protocol(options, a) if options.relaxed else "cholec80", aggregation=options.aggregation,
+        ),
+        "action": lambda: action_metrics(a["target"], a["pred"], options.num_classes),
+        "triplet": lambda: triplet_metrics(
+            a["video"], a["target"], a["score"], _triplet_maps(options, a), ignore_null=options.ignore_null
+        ),
+        "skill": lambda: skill_metrics(a["target"], a["pred"]),
+        "segmentation": lambda: segmentation_metrics(a["target"], a["score"]),
+        "depth": lambda: depth_metrics(a["target"], a["pred"], a.get("valid")),
+    }
+    return runners[task]()
+
+
+_OPTION_TASKS: dict[str, tuple[str, ...]] = {
+    "num_classes": ("phase", "action", "triplet"),
+    "relaxed": ("phase",),
+    "aggregation": ("phase",),
+    "maps_path": ("triplet",),
+    "ignore_null": ("triplet",),
+}
+
+
+def _check_options_apply(task: str, options: ScoreOptions) -> None:
+    """Refuse options that the task would silently ignore."""
+    defaults = ScoreOptions()
+    for name, tasks in _OPTION_TASKS.items():
+        if task not in tasks and getattr(options, name) != getattr(defaults, name):
+            flag = "--" + name.replace("_path", "").replace("_", "-")
+            raise ScoreInputError(f"{flag} does not apply to task '{task}' (only to {', '.join(tasks)})")
+
+
+def score_npz(task: str, path: str | Path, options: ScoreOptions | None = None) -> dict[str, float]:
+    """Compute the metrics of ``task`` from the NPZ at ``path``; returns metric name -> float (NaN if undefined)."""
+    options = options or ScoreOptions()
+    npz_path = Path(path)
+    arrays = read_task_arrays(task, npz_path)
+    _check_options_apply(task, options)
+    if task == "triplet" and options.num_classes not in (None, arrays["target"].shape[1]):
+        raise ScoreInputError(
+            f"{npz_path}: key 'target' has {arrays['target'].shape[1]} triplet columns, not {options.num_classes}"
+        )
+    try:
+        return _dispatch(task, arrays, options)
+    except ScoreInputError:
+        raise
+    except ValueError as exc:
+        raise ScoreInputError(f"{npz_path}: {exc}") from exc

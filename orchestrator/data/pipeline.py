@@ -1,0 +1,111 @@
+"""Ray Data pipeline for pretraining: clip descriptors → decord decode in ``map_batches`` → Train workers.
+
+The descriptors come from :class:`ClipDatasource`, whose read tasks are generated when an execution starts.
+At that moment it reads the run's data position (samples consumed up to the checkpoint the workers restored;
+rank 0 writes it before iterating), so a job re-run or a worker group restarted by ``FailureConfig`` streams from
+the checkpoint on instead of from the beginning.
+"""
+from __future__ import annotations
+
+import json
+import math
+from functools import partial
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import pyarrow as pa
+import ray
+from ray.data import Dataset, TaskPoolStrategy
+from ray.data.block import BlockMetadata
+from ray.data.collate_fn import NumpyBatchCollateFn
+from ray.data.datasource import Datasource, ReadTask
+
+from orchestrator.data.decode import decode_batch
+from orchestrator.data.sampling import SamplingPlan, descriptors
+
+MAX_READ_TASKS = 2000
+_PLANS: dict[str, SamplingPlan] = {}
+
+
+def read_position(position_file: str | None) -> int:
+    """Samples consumed according to the position file (0 when absent or unreadable)."""
+    if not position_file:
+        return 0
+    try:
+        return int(json.loads(Path(position_file).read_text())["samples"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
+
+
+def write_position(position_file: str, samples: int) -> None:
+    path = Path(position_file)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"samples": int(samples)}))
+    tmp.replace(path)
+
+
+def _plan(ref: ray.ObjectRef) -> SamplingPlan:
+    key = ref.hex()
+    if key not in _PLANS:
+        _PLANS[key] = ray.get(ref)
+    return _PLANS[key]
+
+
+def _read_rows(plan_ref: ray.ObjectRef, seed: int, epoch_size: int, first: int, last: int,
+               block: int) -> Iterable[pa.Table]:
+    rows = descriptors(_plan(plan_ref), seed, epoch_size, first, last, block)
+    rows["path"] = rows["path"].astype(str)
+    yield pa.table(rows)
+
+
+class ClipDatasource(Datasource):
+    """Descriptor rows for global sample indices [max(start, position), total)."""
+
+    def __init__(self, plan_ref: ray.ObjectRef, seed: int, epoch_size: int, total: int, start: int = 0,
+                 position_file: str | None = None, block_rows: int = 64) -> None:
+        super().__init__()
+        self.plan_ref, self.seed, self.epoch_size = plan_ref, seed, epoch_size
+        self.total, self.start, self.position_file, self.block_rows = total, start, position_file, block_rows
+
+    def estimate_inmemory_data_size(self) -> int | None:
+        return None
+
+    def first_index(self) -> int:
+        return min(self.total, max(self.start, read_position(self.position_file)))
+
+    def get_read_tasks(self, parallelism: int, per_task_row_limit: int | None = None,
+                       data_context: object | None = None) -> list[ReadTask]:
+        first = self.first_index()
+        remaining = self.total - first
+        rows = max(self.block_rows, math.ceil(remaining / MAX_READ_TASKS))
+        tasks = []
+        for lo in range(first, self.total, rows):
+            hi = min(self.total, lo + rows)
+            meta = BlockMetadata(num_rows=hi - lo, size_bytes=(hi - lo) * 128, input_files=None, exec_stats=None)
+            fn = partial(_read_rows, self.plan_ref, self.seed, self.epoch_size, lo, hi, self.block_rows)
+            tasks.append(ReadTask(fn, meta, per_task_row_limit=per_task_row_limit))
+        return tasks
+
+
+def clip_dataset(plan: SamplingPlan, *, seed: int, epoch_size: int, total: int, frames: int, sample_fps: float,
+                 short_side: int, crop: int, decode_tasks: int, decode_cpus: float, decode_batch_size: int,
+                 start: int = 0, position_file: str | None = None, block_rows: int = 64, train: bool = True
+                 ) -> Dataset:
+    """The pretraining dataset: rows ``index`` (int64), ``ok`` (uint8), ``clip`` (uint8 ``[T, crop, crop, 3]``)."""
+    source = ClipDatasource(ray.put(plan), seed, epoch_size, total, start, position_file, block_rows)
+    ds = ray.data.read_datasource(source)
+    fn_kwargs = dict(frames=frames, sample_fps=sample_fps, short_side=short_side, crop=crop, train=train)
+    return ds.map_batches(decode_batch, fn_kwargs=fn_kwargs, batch_size=decode_batch_size, batch_format="numpy",
+                          compute=TaskPoolStrategy(size=decode_tasks), num_cpus=decode_cpus)
+
+
+class ClipCollate(NumpyBatchCollateFn):
+    """``iter_torch_batches`` collate: numpy columns → CPU tensors (the train loop moves them to its device)."""
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, "torch.Tensor"]:  # noqa: F821
+        import torch
+
+        # Arrow-backed arrays are read-only; torch needs writable memory, so copy (one memcpy per column).
+        return {k: torch.from_numpy(np.array(v, copy=True)) for k, v in batch.items()}

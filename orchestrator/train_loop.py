@@ -1,0 +1,218 @@
+"""``train_loop_per_worker`` for Ray Train: SurgMotion pretraining on clips streamed by Ray Data.
+
+Per optimiser step: ``accum_steps`` micro-batches (DDP ``no_sync`` on all but the last), grad clipping, AdamW with
+per-step warm-up + cosine lr, EMA update. Masks are drawn from a generator seeded by (seed, rank, step, micro) so
+they need no saved state. Rank 0 logs to MLflow; every ``checkpoint_every`` steps all ranks report, rank 0 with a
+checkpoint (which holds the data position). When a worker group starts, rank 0 writes the position of the
+checkpoint it restored (0 for a fresh run) for the ClipDatasource, before any rank starts iterating: the data
+stream and the weights can never disagree, even if the job died between a checkpoint and its commit.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from model.jepa import SurgMotion, surgmotion_param_groups
+from model.vit import uint8_clip_to_float
+from orchestrator.checkpointing import load_model_weights, load_train_state, save_checkpoint, set_rng_state
+from orchestrator.config import PretrainConfig
+from orchestrator.data.pipeline import ClipCollate, write_position
+from orchestrator.tracking import MetricLogger
+
+# Ray Train V2 patches print() in workers (and tees it when MLflow wraps stdout): log instead, printed once.
+log = logging.getLogger("surgmotion.pretrain")
+
+LOSS_KEYS = ("loss", "loss_motion", "loss_st", "loss_var", "loss_cov")
+
+
+def lr_at(step: int, total: int, base: float, final: float, warmup: int) -> float:
+    """Linear warm-up from 0 to ``base`` over ``warmup`` steps, then cosine to ``final`` at ``total``."""
+    if warmup and step < warmup:
+        return base * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return final + 0.5 * (base - final) * (1 + math.cos(math.pi * progress))
+
+
+def mask_generator(seed: int, rank: int, step: int, micro: int) -> torch.Generator:
+    state = np.random.SeedSequence([seed, rank, step, micro]).generate_state(1)[0]
+    return torch.Generator().manual_seed(int(state))
+
+
+def fill_invalid(clips: torch.Tensor, ok: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Replace clips that failed to decode by valid clips of the same batch; return the number replaced."""
+    bad = (ok == 0).nonzero().flatten()
+    good = ok.nonzero().flatten()
+    if len(bad) and len(good):
+        clips[bad] = clips[good[torch.arange(len(bad)) % len(good)]]
+    return clips, int(len(bad))
+
+
+class Worker:
+    """State of one training worker; ``run()`` is the whole loop."""
+
+    def __init__(self, cfg: PretrainConfig, ctx: dict[str, Any]) -> None:
+        import ray.train
+        import ray.train.torch
+
+        self.cfg, self.ctx = cfg, ctx
+        tc = ray.train.get_context()
+        self.rank, self.world = tc.get_world_rank(), tc.get_world_size()
+        self.device = ray.train.torch.get_device()
+        if cfg.scaling.torch_threads and self.device.type == "cpu":
+            torch.set_num_threads(cfg.scaling.torch_threads)
+        self.bf16 = self.device.type == "cuda" and cfg.train.precision in ("auto", "bf16")
+        torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
+        self.model = SurgMotion(cfg.model).to(self.device)
+        fused = cfg.optim.fused if cfg.optim.fused is not None else self.device.type == "cuda"
+        self.opt = torch.optim.AdamW(surgmotion_param_groups(self.model, cfg.optim.weight_decay), lr=cfg.optim.lr,
+                                     betas=cfg.optim.betas, fused=fused)
+        self.step, self.samples, self.skipped_decode = 0, 0, 0
+        self.resume_samples = 0  # data position of the checkpoint this worker group started from
+        self._restore(ray.train.get_checkpoint())
+        if self.rank == 0:  # the datasource streams from here: always the restored checkpoint's position
+            write_position(ctx["position_file"], self.samples)
+        if self.world > 1:
+            dist.barrier()  # no rank starts the data execution before the position is on disk
+        self.net = ray.train.torch.prepare_model(self.model) if self.world > 1 else self.model
+        if cfg.train.compile:
+            self.net = torch.compile(self.net)
+        self.logger = MetricLogger(ctx["tracking_uri"], ctx["run_id"]) if self.rank == 0 else None
+
+    def _restore(self, checkpoint: Any) -> None:
+        if checkpoint is not None:
+            with checkpoint.as_directory() as d:
+                load_model_weights(self.model, Path(d))
+                state = load_train_state(Path(d))
+            self.opt.load_state_dict(state["optimizer"])
+            self.step, self.samples = int(state["step"]), int(state["samples"])
+            self.resume_samples = self.samples
+            self.skipped_decode = int(state.get("skipped_decode", 0))
+            set_rng_state(state["rng"])
+            if self.rank == 0:
+                log.info(f"[pretrain] resumed from step {self.step} ({self.samples} samples seen)")
+        elif self.ctx.get("init_model"):
+            load_model_weights(self.model, Path(self.ctx["init_model"]))
+            if self.rank == 0:
+                log.info(f"[pretrain] initialised weights from {self.ctx['init_model']}")
+
+    def batches(self) -> Iterator[dict[str, torch.Tensor]]:
+        import ray.train
+
+        shard = ray.train.get_dataset_shard("train")
+        for batch in shard.iter_torch_batches(batch_size=self.cfg.train.batch_per_worker, collate_fn=ClipCollate(),
+                                              prefetch_batches=self.cfg.data.prefetch_batches, drop_last=True):
+            # The datasource starts at the recorded position, so rows from before the checkpoint appear only if the
+            # position file lags the checkpoint (a crash between the two writes). Drop them with one worker; with
+            # several, streaming_split hands rows out unevenly and per-rank skipping would desynchronise DDP.
+            if self.world == 1 and int(batch["index"].max()) < self.resume_samples:
+                continue
+            yield batch
+
+    def micro_step(self, batch: dict[str, torch.Tensor], micro: int, sync: bool) -> dict[str, float]:
+        clips, bad = fill_invalid(batch["clip"], batch["ok"])
+        self.skipped_decode += bad
+        clip = uint8_clip_to_float(clips.to(self.device, non_blocking=True))
+        gen = mask_generator(self.cfg.train.seed, self.rank, self.step, micro)
+        no_sync = self.net.no_sync() if (self.world > 1 and not sync) else contextlib.nullcontext()
+        amp = torch.autocast("cuda", dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext()
+        with no_sync:
+            with amp:
+                out = self.net(clip, generator=gen)
+            (out["loss"] / self.cfg.accum_steps).backward()
+        return {k: float(out[k].detach()) for k in LOSS_KEYS}
+
+    def optimizer_step(self) -> tuple[float, float]:
+        o, total = self.cfg.optim, self.ctx["total_steps"]
+        warmup = o.warmup_steps if o.warmup_steps is not None else int(o.warmup_fraction * total)
+        lr = lr_at(self.step, total, o.lr, o.final_lr, warmup)
+        for g in self.opt.param_groups:
+            g["lr"] = lr
+        grad_norm = 0.0
+        if o.grad_clip:
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(list(self.model.online_parameters()), o.grad_clip))
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        self.model.update_target()
+        self.step += 1
+        self.samples += self.cfg.train.global_batch
+        return lr, grad_norm
+
+    def reduce(self, values: dict[str, float]) -> dict[str, float]:
+        """Mean over ranks of the loss terms, sum of the skip counts (all ranks call this at the same steps)."""
+        if self.world == 1:
+            return values
+        t = torch.tensor(list(values.values()), dtype=torch.float64, device=self.device)
+        dist.all_reduce(t)
+        out = dict(zip(values, (t / self.world).tolist()))
+        out["skipped_decode"] = float(t[list(values).index("skipped_decode")])
+        return out
+
+    def report(self, metrics: dict[str, float], final: bool = False) -> None:
+        import ray.train
+
+        if self.rank == 0:
+            with tempfile.TemporaryDirectory() as d:
+                state = {"step": self.step, "samples": self.samples, "skipped_decode": self.skipped_decode,
+                         "epoch": self.samples // self.ctx["epoch_size"]}
+                save_checkpoint(Path(d), self.model, self.opt, state, self.ctx["config"])
+                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
+            log.info(f"[pretrain] checkpoint at step {self.step}{' (final)' if final else ''}")
+        else:
+            ray.train.report(metrics, checkpoint=None)
+
+    def run(self) -> None:
+        cfg, total = self.cfg, self.ctx["total_steps"]
+        acc: dict[str, float] = {k: 0.0 for k in LOSS_KEYS}
+        micro, t_wait, t_last, clips_since = 0, 0.0, time.perf_counter(), 0
+        it = self.batches()
+        while self.step < total:
+            t0 = time.perf_counter()
+            batch = next(it, None)
+            t_wait += time.perf_counter() - t0
+            if batch is None:
+                break
+            losses = self.micro_step(batch, micro, sync=micro == cfg.accum_steps - 1)
+            acc = {k: acc[k] + losses[k] / cfg.accum_steps for k in LOSS_KEYS}
+            clips_since += len(batch["index"])
+            micro += 1
+            if micro < cfg.accum_steps:
+                continue
+            lr, gnorm = self.optimizer_step()
+            now = time.perf_counter()
+            stats = {**acc, "lr": lr, "grad_norm": gnorm, "ema_momentum": cfg.model.ema_momentum,
+                     "clips_per_s": clips_since * self.world / (now - t_last),
+                     "data_wait_frac": t_wait / (now - t_last), "skipped_decode": float(self.skipped_decode)}
+            self.log(stats)
+            acc, micro, t_wait, t_last, clips_since = {k: 0.0 for k in LOSS_KEYS}, 0, 0.0, now, 0
+            if self.step % cfg.train.checkpoint_every == 0 and self.step < total:
+                self.report({"step": self.step, "loss": stats["loss"]})
+        self.report({"step": self.step}, final=True)
+        if self.logger:
+            self.logger.flush()
+
+    def log(self, stats: dict[str, float]) -> None:
+        stats = self.reduce(stats)
+        if self.rank != 0:
+            return
+        stats["skipped_videos"] = stats["skipped_decode"] + self.ctx["skipped_index"]
+        stats["epoch"] = float(self.samples / self.ctx["epoch_size"])
+        self.logger.log(stats, step=self.step)
+        if self.step % self.cfg.train.log_every == 0 or self.step == self.ctx["total_steps"]:
+            log.info(f"[pretrain] step {self.step}/{self.ctx['total_steps']} loss {stats['loss']:.4f} "
+                  f"(motion {stats['loss_motion']:.4f} st {stats['loss_st']:.4f} var {stats['loss_var']:.4f}) "
+                  f"lr {stats['lr']:.2e} {stats['clips_per_s']:.2f} clips/s "
+                  f"data wait {stats['data_wait_frac']:.0%}")
+
+
+def train_loop_per_worker(config: dict[str, Any]) -> None:
+    """Entry point handed to ``TorchTrainer``: ``config = {"cfg": PretrainConfig dump, "ctx": run context}``."""
+    Worker(PretrainConfig.model_validate(config["cfg"]), config["ctx"]).run()

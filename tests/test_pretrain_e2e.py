@@ -1,0 +1,106 @@
+"""End to end on the shared local Ray cluster: Ray Data → TorchTrainer (2 fractional workers) → MLflow + checkpoints;
+a run killed after its first checkpoint resumes from that step."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import pytest
+import torch
+
+from orchestrator.config import REPO_ROOT, PretrainConfig, load_config
+from orchestrator.pretrain import run_pretraining
+
+pytestmark = pytest.mark.slow
+LOSSES = ["loss", "loss_motion", "loss_st", "loss_var", "loss_cov"]
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from orchestrator.data.synthetic import SyntheticConfig, generate_corpus
+
+    out = tmp_path_factory.mktemp("corpus")
+    return generate_corpus(out, SyntheticConfig(videos_per_source=1, seconds=8, width=96, height=64))
+
+
+def tiny_overrides(manifest: Path, name: str, steps: int, workers: int = 2) -> list[str]:
+    return [f"name={name}", f"data.manifest={manifest}", "data.frames=4", "data.short_side=48", "data.crop=32",
+            "data.decode_batch=2", "data.decode_cpus=0.25", f"train.max_steps={steps}", "train.global_batch=4",
+            f"train.batch_per_worker={4 // workers}", "train.checkpoint_every=2", f"scaling.num_workers={workers}",
+            "scaling.cpus_per_worker=0.25", "scaling.torch_threads=1", "optim.warmup_steps=1",
+            "model.encoder.size=tiny", "model.predictor.depth=2"]
+
+
+def committed_step(run_dir: Path) -> int | None:
+    """Step of the latest checkpoint Ray Train has committed (what a re-run restores), or None."""
+    snap = run_dir / "checkpoint_manager_snapshot.json"
+    try:
+        latest = json.loads(snap.read_text()).get("latest_checkpoint_result")
+    except (OSError, ValueError):
+        return None
+    return int(latest["metrics"]["step"]) if latest else None
+
+
+def metric_history(uri: str, run_id: str, key: str) -> list[mlflow.entities.Metric]:
+    return mlflow.MlflowClient(uri).get_metric_history(run_id, key)
+
+
+def test_two_worker_run_logs_every_loss_term_and_checkpoints(ray_cluster: str, tiny_corpus: Path, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SURGMOTION_HOME", str(tmp_path))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    cfg = load_config(PretrainConfig, None, tiny_overrides(tiny_corpus, "e2e", steps=4))
+    result = run_pretraining(cfg)
+    assert result.tracking_uri == f"sqlite:///{tmp_path / 'mlflow.db'}"
+    for key in LOSSES + ["lr", "clips_per_s", "data_wait_frac", "skipped_videos", "ema_momentum"]:
+        steps = sorted(m.step for m in metric_history(result.tracking_uri, result.run_id, key))
+        assert steps == [1, 2, 3, 4], (key, steps)
+    run = mlflow.MlflowClient(result.tracking_uri).get_run(result.run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.params["model.loss.lambda_st"] == "0.1" and run.data.params["scaling.num_workers"] == "2"
+    arts = {a.path for a in mlflow.MlflowClient(result.tracking_uri).list_artifacts(result.run_id, "checkpoint")}
+    assert arts == {"checkpoint/model.pt", "checkpoint/config.yaml"}
+    assert list((tmp_path / "mlartifacts").rglob("model.pt")), "artifacts must live beside mlflow.db"
+    ckpt = Path(result.checkpoint_dir)
+    state = torch.load(ckpt / "train_state.pt", weights_only=True)
+    assert state["step"] == 4 and state["samples"] == 16
+    weights = torch.load(ckpt / "model.pt", weights_only=True)
+    assert set(weights) == {"encoder", "predictor", "target_encoder"}
+
+
+def test_killed_run_resumes_from_its_checkpoint(ray_cluster: str, tiny_corpus: Path, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SURGMOTION_HOME", str(tmp_path))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    over = tiny_overrides(tiny_corpus, "resume", steps=8, workers=1)
+    cmd = [sys.executable, str(REPO_ROOT / "experiments" / "pretrain.py"), "--config",
+           str(REPO_ROOT / "experiments" / "configs" / "pretrain" / "demo.yaml"), f"--set=ray.address={ray_cluster}"]
+    cmd += [f"--set={o}" for o in over]
+    run_dir = tmp_path / "ray_results" / "resume"
+    proc = subprocess.Popen(cmd, env=os.environ.copy(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.monotonic() + 240
+    while (first_step := committed_step(run_dir)) is None:
+        assert proc.poll() is None, "the run ended before its first checkpoint"
+        assert time.monotonic() < deadline, "no committed checkpoint within 240 s"
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert first_step >= 2
+    time.sleep(2)  # let Ray reap the dead driver's actors
+    t_restart = int(time.time() * 1000)
+    cfg = load_config(PretrainConfig, REPO_ROOT / "experiments" / "configs" / "pretrain" / "demo.yaml", over)
+    result = run_pretraining(cfg)
+    final = torch.load(Path(result.checkpoint_dir) / "train_state.pt", weights_only=True)
+    assert final["step"] == 8 and final["samples"] == 32
+    history = metric_history(result.tracking_uri, result.run_id, "loss")
+    after = sorted(m.step for m in history if m.timestamp >= t_restart)
+    assert after and after[0] > first_step, f"restarted from step {after[0]}, checkpoint was at {first_step}"
+    assert after[-1] == 8
+    assert {m.step for m in history} >= set(range(first_step + 1, 9))

@@ -184,13 +184,17 @@ def phase_table(
     return PhaseTable(tuple(names), acc, edit, prec, rec, jac, f1)
 
 
-def aggregate_video_wise(table: PhaseTable) -> dict[str, float]:
-    """Per video: accuracy, edit, and the NaN-mean over its GT phases of P/R/J/F1; then the mean over videos."""
+def _aggregate(table: PhaseTable, axis: int) -> dict[str, float]:
     out = {"accuracy": float(table.accuracy.mean())}
     for name in ("precision", "recall", "jaccard", "f1"):
-        out[name] = nanmean_or_nan(nanmean_axis(getattr(table, name), axis=1))
+        out[name] = nanmean_or_nan(nanmean_axis(getattr(table, name), axis=axis))
     out["edit"] = float(table.edit.mean())
     return out
+
+
+def aggregate_video_wise(table: PhaseTable) -> dict[str, float]:
+    """Per video: accuracy, edit, and the NaN-mean over its GT phases of P/R/J/F1; then the mean over videos."""
+    return _aggregate(table, axis=1)
 
 
 def aggregate_phase_wise(table: PhaseTable) -> dict[str, float]:
@@ -198,11 +202,7 @@ def aggregate_phase_wise(table: PhaseTable) -> dict[str, float]:
 
     Phases absent from every video's GT are skipped. Accuracy and edit stay means over videos.
     """
-    out = {"accuracy": float(table.accuracy.mean())}
-    for name in ("precision", "recall", "jaccard", "f1"):
-        out[name] = nanmean_or_nan(nanmean_axis(getattr(table, name), axis=0))
-    out["edit"] = float(table.edit.mean())
-    return out
+    return _aggregate(table, axis=0)
 
 
 def phase_metrics(

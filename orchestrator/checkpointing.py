@@ -22,11 +22,14 @@ RUN_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 def atomic_save(obj: Any, path: Path) -> None:
     """``torch.save`` to a temporary name in the same folder, fsync, then rename: never a half-written file."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def model_state(model: torch.nn.Module) -> dict[str, dict[str, torch.Tensor]]:

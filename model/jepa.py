@@ -71,7 +71,7 @@ class SurgMotion(nn.Module):
         super().__init__()
         self.cfg = cfg or SurgMotionConfig()
         self.encoder = VideoViT(self.cfg.encoder)
-        self.predictor = Predictor(self.encoder.embed_dim, self.cfg.encoder.resolved(), self.cfg.predictor)
+        self.predictor = Predictor(self.encoder.embed_dim, self.cfg.predictor, self.cfg.encoder.resolved())
         self.target_encoder = copy.deepcopy(self.encoder)
         self.target_encoder.requires_grad_(False)
         self.target_encoder.eval()

@@ -8,9 +8,13 @@ from torch import nn
 from model.vit import PosEmbedCache, ViTSize, init_vit_weights, make_blocks, run_blocks
 
 
+DEFAULT_DEPTH, DEFAULT_DIM, DEFAULT_HEADS = 12, 384, 12  # V-JEPA's narrow predictor
+
+
 class PredictorConfig(BaseModel):
-    """Predictor width/depth/heads; ``None`` takes the default paired with the encoder size (``VIT_SIZES``;
-    ViT-L and larger: depth 12, width 384, 12 heads)."""
+    """Predictor width/depth/heads. ``None`` takes the default paired with the encoder size when one is given
+    (``VIT_SIZES``: ViT-L and larger depth 12, width 384, 12 heads; smaller encoders a proportionally narrower
+    predictor with head dim 64), otherwise depth 12, width 384, 12 heads."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -30,12 +34,12 @@ class Predictor(nn.Module):
     returned, projected back to the encoder width.
     """
 
-    def __init__(self, encoder_dim: int, size: ViTSize, cfg: PredictorConfig | None = None) -> None:
+    def __init__(self, encoder_dim: int, cfg: PredictorConfig | None = None, size: ViTSize | None = None) -> None:
         super().__init__()
         self.cfg = cfg or PredictorConfig()
-        dim = self.cfg.embed_dim or size.pred_dim
-        depth = self.cfg.depth or size.pred_depth
-        heads = self.cfg.num_heads or size.pred_heads
+        dim = self.cfg.embed_dim or (size.pred_dim if size else DEFAULT_DIM)
+        depth = self.cfg.depth or (size.pred_depth if size else DEFAULT_DEPTH)
+        heads = self.cfg.num_heads or (size.pred_heads if size else DEFAULT_HEADS)
         if dim % heads:
             raise ValueError(f"predictor.embed_dim {dim} must be divisible by predictor.num_heads {heads}")
         self.embed_dim = dim

@@ -175,6 +175,21 @@ def test_param_groups_exclude_biases_norms_and_target() -> None:
     assert id(m.encoder.norm.weight) in {id(p) for p in no_decay["params"]}
 
 
+def test_predictor_defaults_and_output_shape() -> None:
+    from model.predictor import Predictor
+    from model.vit import VIT_SIZES
+
+    p = Predictor(encoder_dim=192)  # no size given: V-JEPA's depth 12, width 384
+    assert len(p.blocks) == 12 and p.embed_dim == 384
+    large = Predictor(1024, size=VIT_SIZES["large"])
+    assert len(large.blocks) == 12 and large.embed_dim == 384
+    tiny = Predictor(192, size=VIT_SIZES["tiny"], cfg=PredictorConfig(depth=1))
+    vis = torch.tensor([[0, 1, 4, 5]])
+    msk = torch.tensor([[2, 3, 6, 7]])  # grid (2, 2, 2): tubes 2, 3 masked at both time steps
+    out = tiny(torch.randn(1, 4, 192), vis, msk, (2, 2, 2))
+    assert out.shape == (1, 4, 192)
+
+
 def test_tube_latents_mean_over_time() -> None:
     x = torch.arange(2 * 3 * 2, dtype=torch.float32).view(1, 6, 2)  # Tt=3, K=2
     out = tube_latents(x, 3)

@@ -29,6 +29,27 @@ def tiny_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return generate_corpus(out, SyntheticConfig(videos_per_source=1, seconds=8, width=96, height=64))
 
 
+@pytest.fixture(scope="session")
+def hostile_manifest(tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny corpus plus a source of bad files: zero-byte, truncated, text-as-.mp4, too short, missing."""
+    from conftest import counter_video
+    from orchestrator.data.manifest import Source, load_manifest, write_manifest
+
+    bad = tmp_path_factory.mktemp("bad")
+    (bad / "empty.mp4").write_bytes(b"")
+    good = sorted(tiny_corpus.parent.rglob("*.mp4"))[0].read_bytes()
+    (bad / "truncated.mp4").write_bytes(good[: len(good) // 3])
+    (bad / "text.mp4").write_text("not a video\n" * 100)
+    counter_video(bad / "short.mp4", seconds=2)
+    m = load_manifest(tiny_corpus)
+    sources = [Source(name=s.name, specialty=s.specialty, videos=[str(p) for p in m.resolve_videos(s)])
+               for s in m.sources]
+    sources.append(Source(name="hostile", specialty=sources[0].specialty,
+                          videos=[str(bad / n) for n in ("empty.mp4", "truncated.mp4", "text.mp4", "short.mp4",
+                                                          "missing.mp4")]))
+    return write_manifest(m.model_copy(update={"sources": sources}), bad / "manifest.yaml")
+
+
 def tiny_overrides(manifest: Path, name: str, steps: int, workers: int = 2) -> list[str]:
     return [f"name={name}", f"data.manifest={manifest}", "data.frames=4", "data.short_side=48", "data.crop=32",
             "data.decode_batch=2", "data.decode_cpus=0.25", f"train.max_steps={steps}", "train.global_batch=4",
@@ -51,12 +72,17 @@ def metric_history(uri: str, run_id: str, key: str) -> list[mlflow.entities.Metr
     return mlflow.MlflowClient(uri).get_metric_history(run_id, key)
 
 
-def test_two_worker_run_logs_every_loss_term_and_checkpoints(ray_cluster: str, tiny_corpus: Path, tmp_path: Path,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_two_worker_run_on_hostile_corpus_logs_every_loss_term(ray_cluster: str, hostile_manifest: Path,
+                                                               tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SURGMOTION_HOME", str(tmp_path))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    cfg = load_config(PretrainConfig, None, tiny_overrides(tiny_corpus, "e2e", steps=4))
+    cfg = load_config(PretrainConfig, None, tiny_overrides(hostile_manifest, "e2e", steps=4))
     result = run_pretraining(cfg)
+    assert result.skipped == 5
+    skipped = metric_history(result.tracking_uri, result.run_id, "skipped_videos")
+    assert {m.value for m in skipped} == {5.0}
+    arts = {a.path for a in mlflow.MlflowClient(result.tracking_uri).list_artifacts(result.run_id)}
+    assert "skipped_videos.json" in arts
     assert result.tracking_uri == f"sqlite:///{tmp_path / 'mlflow.db'}"
     for key in LOSSES + ["lr", "clips_per_s", "data_wait_frac", "skipped_videos", "ema_momentum"]:
         steps = sorted(m.step for m in metric_history(result.tracking_uri, result.run_id, key))

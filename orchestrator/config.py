@@ -103,6 +103,8 @@ class TrainConfig(Strict):
     max_failures: int = Field(0, ge=0)
     log_every: int = Field(1, gt=0)
     init_from: str | None = Field(None, description="stage-1 checkpoint dir / model.pt path, or an MLflow run id")
+    stop_after_step: int | None = Field(None, gt=0, description="checkpoint and stop at this step as if interrupted "
+                                        "(the schedule still spans the whole run); re-run to continue")
 
 
 class TrackingConfig(Strict):

@@ -156,8 +156,14 @@ def run_pretraining(cfg: PretrainConfig) -> PretrainResult:
         with result.checkpoint.as_directory() as local:
             for name in (MODEL_FILE, CONFIG_FILE):
                 log_artifact(uri, run_id, Path(local) / name, "checkpoint")
-    end_run(uri, run_id)
+    reached = int((result.metrics or {}).get("step", total_steps))
+    if reached < total_steps:
+        end_run(uri, run_id, status="KILLED")
+        print(f"[pretrain] stopped after step {reached} of {total_steps} (train.stop_after_step); re-run with "
+              f"--name {cfg.name} to continue", flush=True)
+    else:
+        end_run(uri, run_id)
     print(f"[pretrain] done. MLflow run id: {run_id}", flush=True)
     print(f"[pretrain] checkpoint: {ckpt_dir}", flush=True)
     print(f"[pretrain] dashboard: {dashboard_command(uri)}", flush=True)
-    return PretrainResult(run_id, uri, ckpt_dir, total_steps, len(index.skipped))
+    return PretrainResult(run_id, uri, ckpt_dir, reached, len(index.skipped))

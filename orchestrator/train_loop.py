@@ -160,6 +160,7 @@ class Worker:
         import ray.train
 
         if self.rank == 0:
+            self.logger.flush()  # metrics up to the checkpoint are durable before it commits
             with tempfile.TemporaryDirectory() as d:
                 state = {"step": self.step, "samples": self.samples, "skipped_decode": self.skipped_decode,
                          "epoch": self.samples // self.ctx["epoch_size"]}
@@ -171,10 +172,11 @@ class Worker:
 
     def run(self) -> None:
         cfg, total = self.cfg, self.ctx["total_steps"]
+        end = min(total, cfg.train.stop_after_step or total)
         acc: dict[str, float] = {k: 0.0 for k in LOSS_KEYS}
         micro, t_wait, t_last, clips_since = 0, 0.0, time.perf_counter(), 0
         it = self.batches()
-        while self.step < total:
+        while self.step < end:
             t0 = time.perf_counter()
             batch = next(it, None)
             t_wait += time.perf_counter() - t0
@@ -193,9 +195,9 @@ class Worker:
                      "data_wait_frac": t_wait / (now - t_last), "skipped_decode": float(self.skipped_decode)}
             self.log(stats)
             acc, micro, t_wait, t_last, clips_since = {k: 0.0 for k in LOSS_KEYS}, 0, 0.0, now, 0
-            if self.step % cfg.train.checkpoint_every == 0 and self.step < total:
+            if self.step % cfg.train.checkpoint_every == 0 and self.step < end:
                 self.report({"step": self.step, "loss": stats["loss"]})
-        self.report({"step": self.step}, final=True)
+        self.report({"step": self.step}, final=self.step >= total)
         if self.logger:
             self.logger.flush()
 

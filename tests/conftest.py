@@ -60,3 +60,21 @@ def ray_cluster() -> Iterator[str]:
         yield ray.get_runtime_context().gcs_address
     finally:
         ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small synthetic corpus (3 sources × 1 video × 8 s, 96×64) shared by the pretraining e2e tests."""
+    from orchestrator.data.synthetic import SyntheticConfig, generate_corpus
+
+    out = tmp_path_factory.mktemp("corpus")
+    return generate_corpus(out, SyntheticConfig(videos_per_source=1, seconds=8, width=96, height=64))
+
+
+def tiny_overrides(manifest: Path, name: str, steps: int, workers: int = 2) -> list[str]:
+    """--set overrides for a seconds-long pretraining run of a tiny model on ``manifest``."""
+    return [f"name={name}", f"data.manifest={manifest}", "data.frames=4", "data.short_side=48", "data.crop=32",
+            "data.decode_batch=2", "data.decode_cpus=0.25", f"train.max_steps={steps}", "train.global_batch=4",
+            f"train.batch_per_worker={4 // workers}", "train.checkpoint_every=2", f"scaling.num_workers={workers}",
+            "scaling.cpus_per_worker=0.25", "scaling.torch_threads=1", "optim.warmup_steps=1",
+            "model.encoder.size=tiny", "model.predictor.depth=2"]

@@ -16,17 +16,10 @@ import torch
 
 from orchestrator.config import REPO_ROOT, PretrainConfig, load_config
 from orchestrator.pretrain import run_pretraining
+from conftest import tiny_overrides
 
 pytestmark = pytest.mark.slow
 LOSSES = ["loss", "loss_motion", "loss_st", "loss_var", "loss_cov"]
-
-
-@pytest.fixture(scope="session")
-def tiny_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from orchestrator.data.synthetic import SyntheticConfig, generate_corpus
-
-    out = tmp_path_factory.mktemp("corpus")
-    return generate_corpus(out, SyntheticConfig(videos_per_source=1, seconds=8, width=96, height=64))
 
 
 @pytest.fixture(scope="session")
@@ -48,14 +41,6 @@ def hostile_manifest(tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory
                           videos=[str(bad / n) for n in ("empty.mp4", "truncated.mp4", "text.mp4", "short.mp4",
                                                           "missing.mp4")]))
     return write_manifest(m.model_copy(update={"sources": sources}), bad / "manifest.yaml")
-
-
-def tiny_overrides(manifest: Path, name: str, steps: int, workers: int = 2) -> list[str]:
-    return [f"name={name}", f"data.manifest={manifest}", "data.frames=4", "data.short_side=48", "data.crop=32",
-            "data.decode_batch=2", "data.decode_cpus=0.25", f"train.max_steps={steps}", "train.global_batch=4",
-            f"train.batch_per_worker={4 // workers}", "train.checkpoint_every=2", f"scaling.num_workers={workers}",
-            "scaling.cpus_per_worker=0.25", "scaling.torch_threads=1", "optim.warmup_steps=1",
-            "model.encoder.size=tiny", "model.predictor.depth=2"]
 
 
 def committed_step(run_dir: Path) -> int | None:

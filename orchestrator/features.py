@@ -1,0 +1,429 @@
+"""Frozen-backbone features in a content-addressed on-disk cache (extraction with Ray Data, an actor pool).
+
+**Key.** ``sha256`` over everything that determines the stored arrays: ``backbone.identity()`` (weights, kind,
+architecture, normalisation), the benchmark name and task, the split, every sample (id, video id, source, time,
+target path, label), the preprocessing (:class:`FeatureConfig`: frames, sample fps, short side, crop, view) and
+``FORMAT_VERSION``. Anything else changes nothing, so a hit is always safe to serve.
+
+**Layout** of ``<cache>/<key>/``::
+
+    shard_00000.npy   fp16 tokens [n_i, N, D] of the rows in rows_00000.npy (shards are written as batches arrive)
+    rows_00000.npy    int64 row numbers (index into the split's sample list) of that shard
+    targets_00000.npy float32 [n_i, crop, crop] dense targets (segmentation / depth only)
+    index.json        :class:`CacheIndex`, written LAST (atomic rename): its presence marks a complete entry
+
+An entry is written into ``<cache>/.tmp-<key>-<pid>`` and renamed to ``<cache>/<key>`` only when complete, so a
+crashed or concurrent extraction never serves a partial entry; a directory without ``index.json`` is ignored
+(and replaced on the next extraction).
+
+**Views.** Video samples (phase / triplet): the ``frames`` frames at ``sample_fps`` *ending* at ``time_s``
+(frames before the video start repeat the first frame); a frame-folder source (``meta["frames_fps"]``) is read as
+frames at that rate. Short videos (action / skill): ``frames`` frames evenly spaced over the video, or over the
+segment ``meta["start_s"/"end_s"]`` / ``meta["start_frame"/"end_frame"]`` when given (AVOS).
+Images (segmentation / depth): the image **repeated** ``frames`` times (the video backbones need a clip; every
+tubelet then sees the same picture); the mask / depth map is resized (nearest) and cropped with the same
+geometry as the image and stored alongside (``targets_*.npy``; masks as 0/1, depth in mm with 0 = invalid).
+Eval view: short side resized to ``short_side``, centre crop ``crop``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import threading
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from orchestrator.benchmarks.spec import BenchmarkError, BenchmarkSpec, Sample
+from orchestrator.data.decode import crop_box, frame_indices, resize_frames, resized_size
+
+FORMAT_VERSION = 1
+INDEX_FILE = "index.json"
+DENSE = ("segmentation", "depth")
+SPAN_KEYS = ("start_s", "end_s", "start_frame", "end_frame")  # segment of a longer video (AVOS, generic clips)
+EXTRACTION_COUNTER: dict[str, int] = {"extractions": 0}  # driver-side; tests assert cache hits with it
+
+
+class FeatureConfig(BaseModel):
+    """Preprocessing + extraction resources (only the preprocessing part enters the cache key)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    frames: int = Field(8, gt=0, description="T frames per clip")
+    sample_fps: float | None = Field(None, gt=0, description="clip frame rate; null = the benchmark's sample_fps")
+    short_side: int = Field(72, gt=0)
+    crop: int = Field(64, gt=0)
+    view: Literal["center"] = "center"
+    batch_size: int = Field(8, gt=0, description="clips per map_batches call")
+    actors: int = Field(1, gt=0, description="extraction actor pool size")
+    cpus_per_actor: float = Field(1.0, gt=0)
+    progress_every_s: float = Field(10.0, gt=0)
+
+    def preprocessing(self, spec: BenchmarkSpec) -> dict[str, Any]:
+        return {"frames": self.frames, "sample_fps": self.sample_fps or spec.sample_fps,
+                "short_side": self.short_side, "crop": self.crop, "view": self.view}
+
+
+class CacheIndex(BaseModel):
+    """``index.json`` of one complete cache entry."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    format_version: int = FORMAT_VERSION
+    key: str
+    backbone: str
+    backbone_identity: str
+    benchmark: str
+    task: str
+    split: str
+    preprocessing: dict[str, Any]
+    num_samples: int
+    token_shape: list[int]          # [N, D]
+    token_grid: list[int]           # [Tt, Hp, Wp]
+    shards: list[str]
+    sample_ids: list[str]
+    video_ids: list[str]
+    times: list[float | None]
+    labels: list[Any]
+    seconds: float = 0.0
+
+
+class FeatureSet(BaseModel):
+    """One split's cached features, in sample order (``tokens`` fp16 [n, N, D])."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    index: CacheIndex
+    tokens: np.ndarray
+    targets: np.ndarray | None = None
+
+    @property
+    def video_ids(self) -> list[str]:
+        return self.index.video_ids
+
+
+def cache_key(backbone_identity: str, spec: BenchmarkSpec, split: str, samples: list[Sample],
+              cfg: FeatureConfig) -> str:
+    """sha256 of everything that determines the features of ``samples`` (see the module docstring)."""
+    h = hashlib.sha256()
+    head = {"v": FORMAT_VERSION, "backbone": backbone_identity, "benchmark": spec.name, "task": spec.task,
+            "split": split, "pre": cfg.preprocessing(spec)}
+    h.update(json.dumps(head, sort_keys=True).encode())
+    for s in samples:
+        view = [s.meta.get(k) for k in ("depth_scale_mm", "mask_threshold", "frames_fps", *SPAN_KEYS)]
+        h.update(json.dumps([s.sample_id, s.video_id, s.source, s.time_s, s.target_path, s.label, view],
+                            default=str).encode())
+    return h.hexdigest()
+
+
+# ----------------------------------------------------------------------------------------------- decoding
+def _center(frames: np.ndarray, short_side: int, crop: int) -> np.ndarray:
+    """uint8 ``[T, H, W, 3]`` → short side resized, centre-cropped ``[T, crop, crop, 3]``."""
+    w, h = resized_size(frames.shape[2], frames.shape[1], short_side)
+    if (h, w) != frames.shape[1:3]:
+        frames = resize_frames(frames, h, w)
+    top, left = crop_box(h, w, crop, None)
+    return np.ascontiguousarray(frames[:, top:top + crop, left:left + crop])
+
+
+def _target_view(target: np.ndarray, short_side: int, crop: int) -> np.ndarray:
+    """A ``[H, W]`` mask / depth map resized (nearest) and centre-cropped like its image."""
+    import torch
+    import torch.nn.functional as F
+
+    w, h = resized_size(target.shape[1], target.shape[0], short_side)
+    t = torch.from_numpy(np.ascontiguousarray(target, dtype=np.float32))[None, None]
+    t = F.interpolate(t, size=(h, w), mode="nearest")[0, 0].numpy()
+    top, left = crop_box(h, w, crop, None)
+    return np.ascontiguousarray(t[top:top + crop, left:left + crop])
+
+
+class ClipReader:
+    """Decodes sample descriptors into uint8 clips ``[T, crop, crop, 3]`` (keeps the last video open)."""
+
+    def __init__(self, task: str, pre: dict[str, Any]) -> None:
+        self.task, self.pre = task, pre
+        self._path: str | None = None
+        self._vr: Any = None
+
+    def _video(self, path: str) -> Any:
+        import decord
+
+        if path != self._path:
+            if not Path(path).is_file():
+                raise BenchmarkError(f"video {path} does not exist")
+            self._vr, self._path = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=1), path
+        return self._vr
+
+    def _indices(self, n: int, fps: float, time_s: float, span: tuple[float, float, float, float]) -> np.ndarray:
+        """Frame numbers: T at sample_fps ending at ``time_s``; else T evenly spaced over the segment
+        (``start_s``/``end_s`` or ``start_frame``/``end_frame``; NaN = the whole video)."""
+        t, sfps = int(self.pre["frames"]), float(self.pre["sample_fps"])
+        if not np.isnan(time_s):
+            return frame_indices(time_s - (t - 1) / sfps, t, sfps, fps, n)
+        start_s, end_s, start_f, end_f = span
+        first = start_f if not np.isnan(start_f) else (start_s * fps if not np.isnan(start_s) else 0)
+        last = end_f if not np.isnan(end_f) else (end_s * fps if not np.isnan(end_s) else n - 1)
+        return np.clip(np.rint(np.linspace(first, last, t)), 0, n - 1).astype(np.int64)
+
+    def clip(self, source: str, time_s: float | None, frames_fps: float = float("nan"),
+             span: tuple[float, float, float, float] = (float("nan"),) * 4) -> np.ndarray:
+        """uint8 ``[T, crop, crop, 3]`` of one sample (video file, frame folder at ``frames_fps``, or image)."""
+        from PIL import Image
+
+        time_s = float("nan") if time_s is None else float(time_s)
+        if self.task in DENSE:
+            with Image.open(source) as im:
+                img = np.asarray(im.convert("RGB"))
+            frames = np.repeat(img[None], int(self.pre["frames"]), axis=0)
+        elif Path(source).is_dir():  # frame folder: sorted files are frames at frames_fps
+            files = sorted(p for p in Path(source).iterdir() if p.is_file())
+            fps = frames_fps if not np.isnan(frames_fps) else float(self.pre["sample_fps"])
+            frames = np.stack([np.asarray(Image.open(files[i]).convert("RGB"))
+                               for i in self._indices(len(files), fps, time_s, span)])
+        else:
+            vr = self._video(source)
+            frames = vr.get_batch(self._indices(len(vr), float(vr.get_avg_fps()), time_s, span).tolist()).asnumpy()
+        return _center(frames, self.pre["short_side"], self.pre["crop"])
+
+    def target(self, path: str, scale: float, threshold: float) -> np.ndarray:
+        from orchestrator.benchmarks.adapters.dense import read_depth_mm
+
+        raw = read_depth_mm(path, 1.0)  # any single-channel image → float32
+        if raw.ndim != 2:
+            raw = raw[..., 0]
+        if self.task == "depth":
+            arr = raw * scale
+        else:  # 0/255 masks use the sample's threshold (128), 0/1 masks 0.5
+            arr = (raw >= (threshold if raw.max() > 1 else 0.5)).astype(np.float32)
+        return _target_view(arr, self.pre["short_side"], self.pre["crop"])
+
+
+class ClipEncoder:
+    """``map_batches`` callable class: builds the backbone once per actor; descriptor rows → fp16 tokens."""
+
+    def __init__(self, backbone: str, task: str, pre: dict[str, Any], threads: int = 1) -> None:
+        import torch
+
+        from model.backbones import build_backbone
+
+        torch.set_num_threads(max(1, threads))
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.backbone = build_backbone(backbone).to(self.device)
+        self.reader = ClipReader(task, pre)
+        self.task = task
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import torch
+
+        spans = np.stack([batch[k] for k in SPAN_KEYS], axis=1).astype(np.float64)
+        clips = np.stack([self.reader.clip(str(s), float(t), float(f), tuple(sp)) for s, t, f, sp in
+                          zip(batch["source"], batch["time_s"], batch["frames_fps"], spans)])
+        x = torch.from_numpy(clips).permute(0, 4, 1, 2, 3).to(self.device)  # [B, C, T, H, W] uint8
+        out = {"row": np.asarray(batch["row"], dtype=np.int64),
+               "tokens": self.backbone(x).to(torch.float16).cpu().numpy()}
+        if self.task in DENSE:
+            out["target"] = np.stack([self.reader.target(str(p), float(sc), float(th)) for p, sc, th in
+                                      zip(batch["target"], batch["scale"], batch["threshold"])])
+        return out
+
+
+def _num(value: Any) -> float:
+    return float("nan") if value is None else float(value)
+
+
+def descriptors(samples: list[Sample]) -> list[dict[str, Any]]:
+    """Plain rows for ``ray.data.from_items`` (no None: NaN / "" stand in)."""
+    return [{"row": i, "source": s.source, "time_s": _num(s.time_s), "target": s.target_path or "",
+             "scale": float(s.meta.get("depth_scale_mm", 1.0)), "threshold": float(s.meta.get("mask_threshold", 128)),
+             "frames_fps": _num(s.meta.get("frames_fps")), **{k: _num(s.meta.get(k)) for k in SPAN_KEYS}}
+            for i, s in enumerate(samples)]
+
+
+# ------------------------------------------------------------------------------------------------ the cache
+def entry_dir(cache_dir: str | Path, key: str) -> Path:
+    return Path(cache_dir).expanduser().resolve() / key
+
+
+def read_index(entry: Path) -> CacheIndex | None:
+    """The entry's index, or None when the entry is absent or incomplete (no / unreadable ``index.json``)."""
+    path = entry / INDEX_FILE
+    if not path.is_file():
+        return None
+    try:
+        return CacheIndex.model_validate_json(path.read_text())
+    except ValueError:
+        return None
+
+
+def load_features(entry: Path) -> FeatureSet:
+    """Read a complete entry (tokens reordered to sample order). Raises FileNotFoundError for a partial one."""
+    index = read_index(entry)
+    if index is None:
+        raise FileNotFoundError(f"feature cache entry {entry} is incomplete (no {INDEX_FILE}); not served")
+    n, (ntok, dim) = index.num_samples, index.token_shape
+    tokens = np.empty((n, ntok, dim), dtype=np.float16)
+    targets = None
+    for shard in index.shards:
+        rows = np.load(entry / f"rows_{shard}.npy")
+        tokens[rows] = np.load(entry / f"shard_{shard}.npy")
+        tpath = entry / f"targets_{shard}.npy"
+        if tpath.is_file():
+            tgt = np.load(tpath)
+            if targets is None:
+                targets = np.empty((n, *tgt.shape[1:]), dtype=np.float32)
+            targets[rows] = tgt
+    return FeatureSet(index=index, tokens=tokens, targets=targets)
+
+
+class _Progress:
+    """Prints ``[features] <what>: i/n clips`` every ``every_s`` seconds from a daemon thread."""
+
+    def __init__(self, what: str, total: int, every_s: float) -> None:
+        self.what, self.total, self.every_s, self.done = what, total, every_s, 0
+        self._stop = threading.Event()
+        self._t0 = time.time()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every_s):
+            self.line()
+
+    def line(self) -> None:
+        dt = time.time() - self._t0
+        print(f"[features] {self.what}: {self.done}/{self.total} clips, {dt:.0f} s "
+              f"({self.done / max(dt, 1e-9):.1f} clips/s)", flush=True)
+
+    def __enter__(self) -> "_Progress":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+class _Sink(BaseModel):
+    """One split's share of an extraction pass: rows ``[offset, offset + n)`` go to ``tmp``."""
+
+    split: str
+    key: str
+    samples: list[Sample]
+    offset: int
+    tmp: Path
+    shards: list[str] = []
+    shape: list[int] = []
+
+
+def _run_extraction(backbone: str, spec: BenchmarkSpec, sinks: list[_Sink], cfg: FeatureConfig,
+                    progress: _Progress) -> None:
+    """ONE Ray Data actor-pool pass over every sink's samples (one actor start-up for all missing splits); the
+    driver writes each arriving batch, per sink, as one shard (``rows_*`` = row numbers within the split)."""
+    import ray
+
+    gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
+    rows = descriptors([s for sink in sinks for s in sink.samples])
+    ds = ray.data.from_items(rows).map_batches(
+        ClipEncoder, fn_constructor_kwargs={"backbone": backbone, "task": spec.task,
+                                            "pre": cfg.preprocessing(spec), "threads": int(cfg.cpus_per_actor)},
+        compute=ray.data.ActorPoolStrategy(size=cfg.actors), batch_size=cfg.batch_size, num_gpus=gpus,
+        num_cpus=cfg.cpus_per_actor, batch_format="numpy")
+    for i, batch in enumerate(ds.iter_batches(batch_size=None, batch_format="numpy")):
+        for sink in sinks:
+            sel = (batch["row"] >= sink.offset) & (batch["row"] < sink.offset + len(sink.samples))
+            if not sel.any():
+                continue
+            name = f"{i:05d}"
+            np.save(sink.tmp / f"shard_{name}.npy", batch["tokens"][sel])
+            np.save(sink.tmp / f"rows_{name}.npy", batch["row"][sel] - sink.offset)
+            if "target" in batch:
+                np.save(sink.tmp / f"targets_{name}.npy", batch["target"][sel].astype(np.float32))
+            sink.shards.append(name)
+            sink.shape = list(batch["tokens"].shape[1:])
+        progress.done += len(batch["row"])
+
+
+def _commit(sink: _Sink, info: "BackboneInfo", spec: BenchmarkSpec, cfg: FeatureConfig, cache_dir: str | Path,
+            seconds: float) -> Path:
+    """Write ``index.json`` last, then rename the temp dir to ``<cache>/<key>`` (atomic on one filesystem)."""
+    samples = sink.samples
+    index = CacheIndex(key=sink.key, backbone=info.spec, backbone_identity=info.identity, benchmark=spec.name,
+                       task=spec.task, split=sink.split, preprocessing=cfg.preprocessing(spec),
+                       num_samples=len(samples), token_shape=sink.shape, token_grid=info.grid, shards=sink.shards,
+                       sample_ids=[s.sample_id for s in samples], video_ids=[s.video_id for s in samples],
+                       times=[s.time_s for s in samples], labels=[s.label for s in samples], seconds=seconds)
+    (sink.tmp / (INDEX_FILE + ".part")).write_text(index.model_dump_json())
+    os.replace(sink.tmp / (INDEX_FILE + ".part"), sink.tmp / INDEX_FILE)
+    final = entry_dir(cache_dir, sink.key)
+    if final.exists():  # an incomplete leftover (a complete one would have been a hit) or a concurrent twin
+        if read_index(final) is not None:
+            return final
+        shutil.rmtree(final)
+    os.replace(sink.tmp, final)
+    return final
+
+
+def extract_features(info: "BackboneInfo", spec: BenchmarkSpec, jobs: dict[str, list[Sample]],
+                     cfg: FeatureConfig, cache_dir: str | Path) -> dict[str, Path]:
+    """Extract the splits in ``jobs`` (split → samples) in one pass, each into a temp dir that becomes its cache
+    entry only when complete. Returns split → entry dir."""
+    root = Path(cache_dir).expanduser().resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    sinks, offset = [], 0
+    for split, samples in jobs.items():
+        key = cache_key(info.identity, spec, split, samples, cfg)
+        tmp = root / f".tmp-{key}-{os.getpid()}-{threading.get_ident()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        sinks.append(_Sink(split=split, key=key, samples=samples, offset=offset, tmp=tmp))
+        offset += len(samples)
+    EXTRACTION_COUNTER["extractions"] += 1
+    t0 = time.time()
+    what = f"{spec.name}/{'+'.join(jobs)} ({info.spec})"
+    try:
+        with _Progress(what, offset, cfg.progress_every_s) as progress:
+            _run_extraction(info.spec, spec, sinks, cfg, progress)
+            progress.line()
+        if progress.done != offset:
+            raise RuntimeError(f"{what}: extracted {progress.done} of {offset} clips")
+        return {sink.split: _commit(sink, info, spec, cfg, root, round(time.time() - t0, 3)) for sink in sinks}
+    finally:
+        for sink in sinks:
+            shutil.rmtree(sink.tmp, ignore_errors=True)
+
+
+class BackboneInfo(BaseModel):
+    """What the driver needs from a backbone without keeping it: identity, token grid, width."""
+
+    spec: str
+    identity: str
+    grid: list[int]
+    embed_dim: int
+
+
+def backbone_info(backbone: str, cfg: FeatureConfig) -> BackboneInfo:
+    """Build the backbone once on the driver for its identity (the cache key) and token grid."""
+    from model.backbones import build_backbone
+
+    bb = build_backbone(backbone)
+    grid = bb.token_grid((1, 3, cfg.frames, cfg.crop, cfg.crop))
+    return BackboneInfo(spec=backbone, identity=bb.identity(), grid=list(grid), embed_dim=bb.embed_dim)
+
+
+def ensure_features(info: BackboneInfo, spec: BenchmarkSpec, splits: dict[str, list[Sample]],
+                    cfg: FeatureConfig, cache_dir: str | Path) -> dict[str, FeatureSet]:
+    """Cached features of every split in ``splits`` (split → samples): hits (complete index) are read directly,
+    the misses are extracted together in one Ray Data pass first."""
+    entries = {split: entry_dir(cache_dir, cache_key(info.identity, spec, split, samples, cfg))
+               for split, samples in splits.items()}
+    misses = {split: splits[split] for split, e in entries.items() if read_index(e) is None}
+    for split in entries.keys() - misses.keys():
+        print(f"[features] cache hit {spec.name}/{split} ({info.spec}): {entries[split]}", flush=True)
+    if misses:
+        entries.update(extract_features(info, spec, misses, cfg, cache_dir))
+    return {split: load_features(e) for split, e in entries.items()}

@@ -1,0 +1,220 @@
+"""Probe sweeps end to end on the shared Ray cluster: Tune grid → MLflow parent + children, val-based
+selection, cache hits on a re-run, resume, few-shot, config validation."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+
+from orchestrator.benchmarks.spec import Sample
+from orchestrator.config import ConfigError, load_config
+from orchestrator.features import EXTRACTION_COUNTER
+from orchestrator.sweep import DEFAULT_CONFIG, SweepConfig, few_shot, run_probe_sweep
+from orchestrator.sweep_train import metric_mode
+from test_features import (  # noqa: F401  (tiny_root is a fixture)
+    SECONDS,
+    SPLIT_VIDEOS,
+    TINY_FEATURES,
+    phase_of,
+    tiny_phase_benchmark,
+    tiny_root,
+)
+
+
+def tiny_config(tmp: Path, lr: list[float], wd: list[float], epochs: int = 6) -> SweepConfig:
+    return SweepConfig(benchmarks=["tiny-phase"], backbones=["random:tiny"], grid={"lr": lr, "wd": wd},
+                       epochs=epochs, batch_size=16, probe={"depth": 1, "heads": 4}, features=TINY_FEATURES,
+                       cpus_per_trial=0.5, experiment="test-sweeps", tracking_uri=f"sqlite:///{tmp / 'mlflow.db'}",
+                       cache_dir=str(tmp / "cache"), storage_dir=str(tmp / "sweeps"))
+
+
+def children(cfg: SweepConfig, parent: str) -> list[mlflow.entities.Run]:
+    c = mlflow.MlflowClient(cfg.tracking_uri)
+    exp = c.get_experiment_by_name(cfg.experiment)
+    return c.search_runs([exp.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent}'")
+
+
+# ------------------------------------------------------------------------------------------- fast tests
+def test_default_config_and_modes() -> None:
+    cfg = load_config(SweepConfig, DEFAULT_CONFIG)
+    assert all(b.startswith("synthetic-") for b in cfg.benchmarks)
+    paper = load_config(SweepConfig, DEFAULT_CONFIG.parent / "paper.yaml")
+    assert len(paper.grid.lr) * len(paper.grid.wd) == 16 and paper.probe.depth == 4 and paper.probe.heads == 16
+    with pytest.raises(ConfigError, match="grid.lr"):
+        load_config(SweepConfig, DEFAULT_CONFIG, ["grid.lr=fast"])
+    with pytest.raises(ConfigError, match="unknown key"):
+        load_config(SweepConfig, DEFAULT_CONFIG, ["epochz=3"])
+    assert [metric_mode(m) for m in ("rmse", "mae", "abs_rel", "sq_rel", "f1", "dice")] == ["min"] * 4 + ["max"] * 2
+
+
+def test_few_shot_keeps_whole_videos() -> None:
+    samples = [Sample(sample_id=f"{v}@{t}", video_id=v, source="x", time_s=t, label=0)
+               for v in "abcdefghij" for t in range(3)]
+    picked = few_shot(samples, 0.3, seed=1)
+    vids = {s.video_id for s in picked}
+    assert len(vids) == 3 and len(picked) == 9
+    assert picked == few_shot(samples, 0.3, seed=1) and vids != {s.video_id for s in few_shot(samples, 0.3, 2)}
+    assert few_shot(samples, None, 0) == samples
+
+
+@pytest.mark.parametrize("task", ["phase", "action", "triplet", "skill", "segmentation", "depth"])
+def test_predictions_npz_scores_like_the_sweep(task: str, tmp_path: Path) -> None:
+    """The parent run's predictions file is in score.py's format and scores exactly as the sweep did."""
+    import torch
+
+    from orchestrator.benchmarks.metrics import ScoreOptions, score_npz
+    from orchestrator.sweep_train import ProbeTask, SplitArrays, Standardizer, evaluate_head, label_array, make_probe
+
+    rng = np.random.default_rng(0)
+    n, classes = 12, {"phase": 3, "action": 3, "triplet": 52, "skill": 0, "segmentation": 1, "depth": 0}[task]
+    labels: list = {"phase": [0, 1, 2] * 4, "action": [0, 1, 2] * 4, "triplet": [[i % 52, 7] for i in range(n)],
+                    "skill": rng.normal(size=n).tolist(), "segmentation": [None] * n, "depth": [None] * n}[task]
+    targets = (rng.random((n, 16, 16)) > 0.7).astype(np.float32) if task == "segmentation" else \
+        rng.uniform(20, 100, (n, 16, 16)).astype(np.float32)
+    pt = ProbeTask(benchmark="synthetic-x", task=task, num_classes=classes, primary_metric="x", embed_dim=8,
+                   grid=[1, 2, 2], crop=16, probe_depth=1, probe_heads=2, batch_size=5)
+    split = SplitArrays(labels=label_array(task, labels, classes, targets), video=np.repeat(["a", "b"], n // 2))
+    tokens = torch.from_numpy(rng.normal(size=(n, 4, 8)).astype(np.float32))
+    metrics, arrays = evaluate_head(pt, make_probe(pt), lambda r: tokens[r], split, Standardizer())
+    np.savez(tmp_path / "p.npz", **arrays)
+    options = {"num_classes": classes} if task in ("phase", "action") else {}
+    scored = score_npz(task, tmp_path / "p.npz", ScoreOptions(**options))
+    assert scored.keys() == metrics.keys()
+    np.testing.assert_allclose([scored[k] for k in metrics], [metrics[k] for k in metrics], equal_nan=True)
+
+
+# ------------------------------------------------------------------------------------------- Ray tests
+@pytest.mark.slow
+def test_sweep_nesting_learns_and_rerun_hits_cache(ray_cluster: str, tiny_root: Path, tmp_path: Path) -> None:
+    cfg = tiny_config(tmp_path, lr=[1e-2, 1e-3], wd=[0.01, 0.1])
+    before = EXTRACTION_COUNTER["extractions"]
+    res = run_probe_sweep(cfg, "random:tiny", tiny_phase_benchmark(), root=tiny_root)
+    assert EXTRACTION_COUNTER["extractions"] == before + 1  # train, val and test in one Ray Data pass
+    kids = children(cfg, res.parent_run_id)
+    assert len(kids) == 4 and {(r.data.params["lr"], r.data.params["wd"]) for r in kids} == {
+        ("0.01", "0.01"), ("0.01", "0.1"), ("0.001", "0.01"), ("0.001", "0.1")}
+    c = mlflow.MlflowClient(cfg.tracking_uri)
+    assert all(len(c.get_metric_history(r.info.run_id, "val_f1")) == cfg.epochs for r in kids)
+    parent = c.get_run(res.parent_run_id)
+    assert parent.info.status == "FINISHED" and "test_f1" in parent.data.metrics and "val_f1" in parent.data.metrics
+    assert float(parent.data.params["best_lr"]) == res.best_lr
+    assert [a.path for a in c.list_artifacts(res.parent_run_id)] == ["predictions_test.npz"]
+    # learnable: clearly better than chance (1/3) and than always predicting the majority class
+    from orchestrator.benchmarks.metrics import phase_metrics
+
+    video = np.repeat(SPLIT_VIDEOS["test"], SECONDS)
+    test_labels = np.array([phase_of(int(v[1:]), t) for v in SPLIT_VIDEOS["test"] for t in range(SECONDS)])
+    majority = phase_metrics(video, test_labels, np.full_like(test_labels, np.bincount(test_labels).argmax()), 3)
+    assert res.test_metrics["accuracy"] > max(majority["accuracy"], 1 / 3) + 0.15, (res.test_metrics, majority)
+    assert res.test_metrics["f1"] > majority["f1"] + 0.3, (res.test_metrics, majority)
+    # an identical second sweep: every split is a cache hit, and a new parent gets its own 4 children
+    again = run_probe_sweep(cfg, "random:tiny", tiny_phase_benchmark(), root=tiny_root)
+    assert EXTRACTION_COUNTER["extractions"] == before + 1
+    assert again.parent_run_id != res.parent_run_id and len(children(cfg, again.parent_run_id)) == 4
+
+
+@pytest.mark.slow
+def test_selection_uses_val_not_test(ray_cluster: str, tiny_root: Path, tmp_path: Path) -> None:
+    """Val labels are a derangement of the truth: a head that learnt the task scores 0 on val, an untrained one
+    (lr 1e-7) does not; the sweep must pick the untrained one although it is far worse on test."""
+    import torch
+
+    from orchestrator.sweep import prepare
+    from orchestrator.sweep_train import evaluate_head, load_head
+
+    cfg = tiny_config(tmp_path, lr=[3e-2, 1e-7], wd=[0.01])
+    spec = tiny_phase_benchmark("tiny-phase-swapped")
+    res = run_probe_sweep(cfg, "random:tiny", spec, root=tiny_root)
+    by_lr = {t.lr: t for t in res.trials}
+    assert by_lr[3e-2].val_primary < by_lr[1e-7].val_primary
+    assert res.best_lr == 1e-7  # the val-best trial
+    # test metrics come only from the chosen head: re-evaluate every trial's head on test ourselves
+    data = prepare(cfg, "random:tiny", spec, tiny_root)
+    run_dir = cfg.storage_path() / "test-sweeps" / "random_tiny__tiny-phase-swapped"
+    tokens = data.tokens["test"]
+    test_f1 = {}
+    for d in sorted(run_dir.glob("*/checkpoint_*")):
+        params = (d.parent / "params.json").read_text()
+        lr = 3e-2 if '"lr": 0.03' in params else 1e-7
+        head, std = load_head(data.task, d)
+        m, _ = evaluate_head(data.task, head, lambda r: torch.from_numpy(tokens[r]), data.splits["test"], std)
+        test_f1[lr] = m["f1"]
+    assert test_f1[3e-2] > test_f1[1e-7] + 0.3  # test would have picked the other trial
+    assert res.test_metrics["f1"] == pytest.approx(test_f1[1e-7])
+
+
+KILLED_SWEEP = """
+import sys
+sys.path[:0] = [{tests!r}, {repo!r}]
+import ray
+ray.init(address={address!r})
+from test_features import tiny_phase_benchmark
+from test_sweep import tiny_config
+from orchestrator.sweep import run_probe_sweep
+cfg = tiny_config(__import__("pathlib").Path({tmp!r}), lr=[1e-2, 1e-3], wd=[0.01, 0.1], epochs=10)
+cfg = cfg.model_copy(update={{"max_concurrent_trials": 1, "checkpoint_every": 1}})
+run_probe_sweep(cfg, "random:tiny", tiny_phase_benchmark(), root={root!r})
+"""
+
+
+def reported_epochs(run_dir: Path) -> dict[Path, int]:
+    """Trial dir → number of epochs it has reported (lines of its result.json)."""
+    out = {}
+    for t in run_dir.glob("cached_trainable_*"):
+        try:
+            out[t] = len((t / "result.json").read_text().splitlines())
+        except OSError:
+            out[t] = 0
+    return out
+
+
+def trial3_running(epochs: list[int]) -> bool:
+    """Two trials have finished their 10 epochs and a third one has reported, but not finished."""
+    return len(epochs) >= 3 and epochs[-2:] == [10, 10] and 1 <= epochs[-3] < 10
+
+
+@pytest.mark.slow
+def test_killed_sweep_resumes_unfinished_trials(ray_cluster: str, tiny_root: Path, tmp_path: Path) -> None:
+    """A sweep killed while its third trial runs resumes: the finished trials are not re-run, the unfinished ones
+    run (from their last checkpoint if the experiment snapshot has one, else from scratch), the feature cache is
+    reused and the parent run is the same one, ending with exactly 4 children."""
+    from orchestrator.config import REPO_ROOT
+
+    code = KILLED_SWEEP.format(tests=str(REPO_ROOT / "tests"), repo=str(REPO_ROOT), address=ray_cluster,
+                               tmp=str(tmp_path), root=str(tiny_root))
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    run_dir = tmp_path / "sweeps" / "test-sweeps" / "random_tiny__tiny-phase"
+    deadline = time.monotonic() + 180
+    while not trial3_running(sorted(reported_epochs(run_dir).values())):
+        assert proc.poll() is None, "the sweep ended before it could be interrupted"
+        assert time.monotonic() < deadline, "the third trial did not start within 180 s"
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    time.sleep(2)  # let Ray reap the dead driver's actors
+    finished = {t: (t / "result.json").read_text() for t in run_dir.glob("cached_trainable_*")
+                if (t / "result.json").is_file() and len((t / "result.json").read_text().splitlines()) == 10}
+    assert len(finished) >= 2
+    parent_name = json.loads((run_dir / "sweep.json").read_text())["parent_run_name"]
+    cfg = tiny_config(tmp_path, lr=[1e-2, 1e-3], wd=[0.01, 0.1], epochs=10).model_copy(
+        update={"max_concurrent_trials": 1, "checkpoint_every": 1})
+    before = EXTRACTION_COUNTER["extractions"]
+    res = run_probe_sweep(cfg, "random:tiny", tiny_phase_benchmark(), root=tiny_root, resume=True)
+    assert EXTRACTION_COUNTER["extractions"] == before  # the cache written by the killed run is reused
+    c = mlflow.MlflowClient(cfg.tracking_uri)
+    assert c.get_run(res.parent_run_id).info.run_name == parent_name
+    kids = children(cfg, res.parent_run_id)
+    assert len(kids) == 4 and all(len(c.get_metric_history(k.info.run_id, "val_f1")) == 10 for k in kids)
+    assert [t.status for t in res.trials] == ["TERMINATED"] * 4 and all(t.epochs == cfg.epochs for t in res.trials)
+    for trial, text in finished.items():
+        assert (trial / "result.json").read_text() == text, f"{trial.name} was re-run"

@@ -9,13 +9,11 @@ names outside the 19-entry ``BENCHMARKS``. Samples, label definitions, file form
 """
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +32,7 @@ from orchestrator.benchmarks.splits import SPLITS, seeded_order
 from orchestrator.data.manifest import load_manifest
 from orchestrator.data.synthetic import (
     DEFAULT_VERB, GENERATOR_VERSION, INSTRUMENTS, MOTIONS, PROFILES, TARGETS, VERBS, SourceName, SyntheticConfig,
-    VideoRecord, corpus_is_complete, generate_corpus, load_ground_truth,
+    VideoRecord, corpus_is_complete, directory_lock, generate_corpus, load_ground_truth,
 )
 
 SUITE_VERSION = 1
@@ -325,18 +323,6 @@ def suite_is_complete(root: str | Path, config: SuiteConfig) -> bool:
             and corpus_is_complete(root / "skill_videos", config.skill_config()))
 
 
-@contextmanager
-def _locked(root: Path) -> Iterator[None]:
-    """Exclusive lock so that concurrent callers build a suite only once."""
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / ".lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def _write_last(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.partial")
     tmp.write_text(text)
@@ -384,7 +370,7 @@ def build_synthetic_suite(root: str | Path, seed: int = 0, config: SuiteConfig |
     root = Path(root).expanduser().resolve()
     if not force and suite_is_complete(root, config):
         return root
-    with _locked(root):
+    with directory_lock(root):
         if not force and suite_is_complete(root, config):    # another process finished it meanwhile
             return root
         t0 = time.perf_counter()

@@ -231,8 +231,8 @@ def corpus_is_complete(out_dir: str | Path, config: SyntheticConfig) -> bool:
 
 
 @contextmanager
-def _locked(out_dir: Path) -> Iterator[None]:
-    """Exclusive lock so that concurrent callers (e.g. several Ray workers) generate a corpus only once."""
+def directory_lock(out_dir: Path) -> Iterator[None]:
+    """Exclusive ``flock`` on ``<out_dir>/.lock`` so concurrent callers (e.g. several Ray workers) build once."""
     out_dir.mkdir(parents=True, exist_ok=True)
     with open(out_dir / ".lock", "w") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
@@ -279,7 +279,7 @@ def generate_corpus(out_dir: str | Path, config: SyntheticConfig | None = None, 
     manifest_path = out_dir / "manifest.yaml"
     if not force and corpus_is_complete(out_dir, config):
         return manifest_path
-    with _locked(out_dir):
+    with directory_lock(out_dir):
         if not force and corpus_is_complete(out_dir, config):    # another process finished it meanwhile
             return manifest_path
         t0 = time.perf_counter()

@@ -12,13 +12,14 @@ if str(REPO_ROOT) not in sys.path:
 
 def run_cli(main: Callable[[], int | None]) -> None:
     """Run ``main``; errors a user caused (bad config, manifest, path) print one line and exit with code 2."""
+    from model.backbones import BackboneError
     from orchestrator.benchmarks.spec import BenchmarkError
     from orchestrator.config import ConfigError
     from orchestrator.data.manifest import ManifestError
 
     try:
         code = main()
-    except (ConfigError, ManifestError, BenchmarkError, FileNotFoundError) as e:
+    except (ConfigError, ManifestError, BenchmarkError, BackboneError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     sys.exit(code or 0)

@@ -384,11 +384,16 @@ _SPEC_HELP = "use random[:<size>], surgmotion:<checkpoint dir or model.pt>, or t
 _TIMM_NAME = re.compile(r"^[A-Za-z0-9_.\-/]+$")
 
 
+class BackboneError(ValueError):
+    """A backbone spec string is malformed or points at something that cannot be loaded; names the spec."""
+
+
 def build_backbone(spec: str) -> Backbone:
     """Backbone from a spec string: ``random[:size]`` (seed 0), ``surgmotion:<path>``, ``timm:<name>[@<weights>]``.
-    Any problem (bad syntax, unknown size/model, missing or unfitting file) raises ``ValueError`` naming the spec."""
+    Any problem (bad syntax, unknown size/model, missing or unfitting file) raises :class:`BackboneError`
+    (a ``ValueError``) naming the spec."""
     if not isinstance(spec, str) or not spec.strip():
-        raise ValueError(f"backbone spec {spec!r}: empty; {_SPEC_HELP}")
+        raise BackboneError(f"backbone spec {spec!r}: empty; {_SPEC_HELP}")
     kind, sep, arg = spec.strip().partition(":")
     kind, arg = kind.strip().lower(), arg.strip()
     try:
@@ -410,8 +415,8 @@ def build_backbone(spec: str) -> Backbone:
                 raise ValueError("expected timm:<model_name>[@<weights file>]")
             return TimmFrameBackbone(name, weights_path=weights or None)
     except (ValueError, FileNotFoundError) as e:
-        raise ValueError(f"backbone spec {spec!r}: {e}") from e
-    raise ValueError(f"backbone spec {spec!r}: unknown kind {kind!r}; {_SPEC_HELP}")
+        raise BackboneError(f"backbone spec {spec!r}: {e}") from e
+    raise BackboneError(f"backbone spec {spec!r}: unknown kind {kind!r}; {_SPEC_HELP}")
 
 
 __all__ = [

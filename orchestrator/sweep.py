@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from model.backbones import BackboneError
 from orchestrator.benchmarks.spec import BenchmarkError, BenchmarkSpec, Sample
 from orchestrator.config import CONFIG_DIR, ConfigError, work_dir
 from orchestrator.features import FeatureConfig, backbone_info, ensure_features
@@ -384,6 +385,12 @@ def validate(cfg: SweepConfig) -> None:
         path = arg if kind == "surgmotion" else arg.partition("@")[2] if kind == "timm" else ""
         if path and not Path(path).expanduser().exists():
             raise FileNotFoundError(f"backbone {bb!r}: {path} does not exist")
+        if kind == "timm":
+            import timm
+
+            name = arg.partition("@")[0]
+            if not timm.is_model(name):
+                raise BackboneError(f"backbone {bb!r}: timm has no model {name!r} (see timm.list_models())")
 
 
 def run_sweeps(cfg: SweepConfig, *, resume: bool = False) -> list[SweepResult]:

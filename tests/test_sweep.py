@@ -17,7 +17,8 @@ import pytest
 from orchestrator.benchmarks.spec import Sample
 from orchestrator.config import ConfigError, load_config
 from orchestrator.features import EXTRACTION_COUNTER
-from orchestrator.sweep import DEFAULT_CONFIG, SweepConfig, few_shot, run_probe_sweep
+from model.backbones import BackboneError
+from orchestrator.sweep import DEFAULT_CONFIG, SweepConfig, few_shot, run_probe_sweep, validate
 from orchestrator.sweep_train import metric_mode
 from test_features import (  # noqa: F401  (tiny_root is a fixture)
     SECONDS,
@@ -218,3 +219,10 @@ def test_killed_sweep_resumes_unfinished_trials(ray_cluster: str, tiny_root: Pat
     assert [t.status for t in res.trials] == ["TERMINATED"] * 4 and all(t.epochs == cfg.epochs for t in res.trials)
     for trial, text in finished.items():
         assert (trial / "result.json").read_text() == text, f"{trial.name} was re-run"
+
+
+def test_validate_rejects_unknown_timm_model_before_ray(tmp_path: Path) -> None:
+    cfg = tiny_config(tmp_path, lr=[1e-3], wd=[0.01]).model_copy(
+        update={"benchmarks": ["Cholec80"], "backbones": ["timm:no_such_model_xyz"], "data_root": str(tmp_path)})
+    with pytest.raises(BackboneError, match="no_such_model_xyz"):
+        validate(cfg)

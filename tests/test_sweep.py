@@ -47,6 +47,7 @@ def children(cfg: SweepConfig, parent: str) -> list[mlflow.entities.Run]:
 def test_default_config_and_modes() -> None:
     cfg = load_config(SweepConfig, DEFAULT_CONFIG)
     assert all(b.startswith("synthetic-") for b in cfg.benchmarks)
+    assert len(cfg.grid.lr) * len(cfg.grid.wd) == 16  # --all runs the full 16-setting grid
     paper = load_config(SweepConfig, DEFAULT_CONFIG.parent / "paper.yaml")
     assert len(paper.grid.lr) * len(paper.grid.wd) == 16 and paper.probe.depth == 4 and paper.probe.heads == 16
     with pytest.raises(ConfigError, match="grid.lr"):

@@ -76,7 +76,6 @@ class Worker:
         self.opt = torch.optim.AdamW(surgmotion_param_groups(self.model, cfg.optim.weight_decay), lr=cfg.optim.lr,
                                      betas=cfg.optim.betas, fused=fused)
         self.step, self.samples, self.skipped_decode = 0, 0, 0
-        self.resume_samples = 0  # data position of the checkpoint this worker group started from
         self._restore(ray.train.get_checkpoint())
         if self.rank == 0:  # the datasource streams from here: always the restored checkpoint's position
             write_position(ctx["position_file"], self.samples)
@@ -94,7 +93,6 @@ class Worker:
                 state = load_train_state(Path(d))
             self.opt.load_state_dict(state["optimizer"])
             self.step, self.samples = int(state["step"]), int(state["samples"])
-            self.resume_samples = self.samples
             self.skipped_decode = int(state.get("skipped_decode", 0))
             set_rng_state(state["rng"])
             if self.rank == 0:
@@ -108,14 +106,9 @@ class Worker:
         import ray.train
 
         shard = ray.train.get_dataset_shard("train")
-        for batch in shard.iter_torch_batches(batch_size=self.cfg.train.batch_per_worker, collate_fn=ClipCollate(),
-                                              prefetch_batches=self.cfg.data.prefetch_batches, drop_last=True):
-            # The datasource starts at the recorded position, so rows from before the checkpoint appear only if the
-            # position file lags the checkpoint (a crash between the two writes). Drop them with one worker; with
-            # several, streaming_split hands rows out unevenly and per-rank skipping would desynchronise DDP.
-            if self.world == 1 and int(batch["index"].max()) < self.resume_samples:
-                continue
-            yield batch
+        # The stream starts at the restored checkpoint's position (written by rank 0 in __init__), so every row is new.
+        yield from shard.iter_torch_batches(batch_size=self.cfg.train.batch_per_worker, collate_fn=ClipCollate(),
+                                            prefetch_batches=self.cfg.data.prefetch_batches, drop_last=True)
 
     def micro_step(self, batch: dict[str, torch.Tensor], micro: int, sync: bool) -> dict[str, float]:
         clips, bad = fill_invalid(batch["clip"], batch["ok"])

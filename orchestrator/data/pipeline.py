@@ -61,19 +61,19 @@ def _read_rows(plan_ref: ray.ObjectRef, seed: int, epoch_size: int, first: int, 
 
 
 class ClipDatasource(Datasource):
-    """Descriptor rows for global sample indices [max(start, position), total)."""
+    """Descriptor rows for global sample indices [position, total), position read when an execution starts."""
 
-    def __init__(self, plan_ref: ray.ObjectRef, seed: int, epoch_size: int, total: int, start: int = 0,
+    def __init__(self, plan_ref: ray.ObjectRef, seed: int, epoch_size: int, total: int,
                  position_file: str | None = None, block_rows: int = 64) -> None:
         super().__init__()
         self.plan_ref, self.seed, self.epoch_size = plan_ref, seed, epoch_size
-        self.total, self.start, self.position_file, self.block_rows = total, start, position_file, block_rows
+        self.total, self.position_file, self.block_rows = total, position_file, block_rows
 
     def estimate_inmemory_data_size(self) -> int | None:
         return None
 
     def first_index(self) -> int:
-        return min(self.total, max(self.start, read_position(self.position_file)))
+        return min(self.total, read_position(self.position_file))
 
     def get_read_tasks(self, parallelism: int, per_task_row_limit: int | None = None,
                        data_context: object | None = None) -> list[ReadTask]:
@@ -91,10 +91,10 @@ class ClipDatasource(Datasource):
 
 def clip_dataset(plan: SamplingPlan, *, seed: int, epoch_size: int, total: int, frames: int, sample_fps: float,
                  short_side: int, crop: int, decode_tasks: int, decode_cpus: float, decode_batch_size: int,
-                 start: int = 0, position_file: str | None = None, block_rows: int = 64, train: bool = True
+                 position_file: str | None = None, block_rows: int = 64, train: bool = True
                  ) -> Dataset:
     """The pretraining dataset: rows ``index`` (int64), ``ok`` (uint8), ``clip`` (uint8 ``[T, crop, crop, 3]``)."""
-    source = ClipDatasource(ray.put(plan), seed, epoch_size, total, start, position_file, block_rows)
+    source = ClipDatasource(ray.put(plan), seed, epoch_size, total, position_file, block_rows)
     ds = ray.data.read_datasource(source)
     fn_kwargs = dict(frames=frames, sample_fps=sample_fps, short_side=short_side, crop=crop, train=train)
     return ds.map_batches(decode_batch, fn_kwargs=fn_kwargs, batch_size=decode_batch_size, batch_format="numpy",

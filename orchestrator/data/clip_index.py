@@ -3,6 +3,13 @@
 Every video is probed once (open, read the frame count and fps, decode the first and last frame) and the result
 is cached by (path, size, mtime), so re-indexing a corpus of 100k videos only probes new or changed files.
 Unreadable, truncated, missing or too-short videos are recorded as skipped with a reason, never fatal.
+
+Hostile but valid media is indexed and used (tests/test_hostile_media.py): any codec decord's ffmpeg decodes
+(H.264, HEVC, ...), odd sizes, grayscale; rotated video with its size in display orientation (decord applies the
+display matrix); variable-frame-rate video with ``fps`` = the average rate, so ``duration_s`` and clip starts are
+in average-rate time (see orchestrator/data/decode.py for what that means for clip timestamps).
+Open-GOP video (x265's default, x264 ``open-gop``) is skipped as "unsupported": decord 0.6.0 returns wrong
+frames when it seeks in it (see :func:`open_gop_codec`).
 """
 from __future__ import annotations
 
@@ -64,9 +71,41 @@ def clip_starts(num_frames: int, fps: float, frames: int, sample_fps: float, str
     return int(math.floor((last_t - span) / stride_s + 1e-9)) + 1
 
 
+PROBE_VERSION = 2  # part of the cache key: bump when probe_video changes, so older results are re-probed
+
+
+def open_gop_codec(path: Path, keyframes: int = 5, max_packets: int = 10_000) -> str | None:
+    """The codec name when the video has an open GOP, else None: a frame decoded after a keyframe but shown before
+    it (HEVC RASL frames after a CRA keyframe, H.264 ``open-gop``). decord 0.6.0 counts frames from the keyframe it
+    seeks to while ffmpeg drops those leading frames after a seek, so decord silently returns wrong or broken
+    frames near every such keyframe (sequential reads are right). Demuxes (no decoding) the first ``keyframes``
+    GOPs, at most ``max_packets`` packets: encoders keep one GOP structure per file. None when PyAV cannot read it."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            key_pts, seen = None, 0
+            for i, packet in enumerate(container.demux(stream)):
+                if i >= max_packets:
+                    break
+                if packet.pts is None or packet.size == 0:
+                    continue
+                if packet.is_keyframe:
+                    seen += 1
+                    if seen > keyframes:
+                        break
+                    key_pts = packet.pts
+                elif key_pts is not None and packet.pts < key_pts:
+                    return stream.codec_context.name
+    except (av.FFmpegError, IndexError, OSError):  # IndexError: no video stream; decord decided it is readable
+        return None
+    return None
+
+
 def probe_video(path: Path) -> dict:
     """decord metadata of one video, or ``{"error": reason}``. Decodes the first and last frame to catch
-    truncated files whose container still claims the full length."""
+    truncated files whose container still claims the full length; rejects open-GOP files (:func:`open_gop_codec`)."""
     if not path.exists():
         return {"error": "missing: file does not exist"}
     if path.stat().st_size == 0:
@@ -80,15 +119,20 @@ def probe_video(path: Path) -> dict:
             return {"error": f"unreadable: {n} frames at {fps} fps"}
         h, w = vr[0].shape[:2]
         vr[n - 1]
-        return {"fps": fps, "num_frames": n, "width": int(w), "height": int(h)}
     except Exception as e:  # decord raises DECORDError / RuntimeError for corrupt, truncated, non-video files
         return {"error": f"unreadable: {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"}
+    codec = open_gop_codec(path)
+    if codec:
+        return {"error": f"unsupported: open GOP ({codec}; frames shown before a keyframe are decoded after it), "
+                         "decord decodes wrong frames after seeking in it: re-encode with closed GOPs "
+                         "(x265 open-gop=0)"}
+    return {"fps": fps, "num_frames": n, "width": int(w), "height": int(h)}
 
 
 def _cache_key(path: Path) -> str:
     try:
         st = path.stat()
-        return f"{path}|{st.st_size}|{st.st_mtime_ns}"
+        return f"{path}|{st.st_size}|{st.st_mtime_ns}|v{PROBE_VERSION}"
     except OSError:
         return f"{path}|missing"
 
@@ -115,7 +159,7 @@ def probe_all(paths: list[Path], cache_file: Path | None, workers: int = 4) -> d
     """Probe every path (cached), printing a progress line every ~10 s on large corpora."""
     cache = _load_cache(cache_file)
     keys = {p: _cache_key(p) for p in paths}
-    todo = [p for p in paths if keys[p] not in cache or "missing" in keys[p]]
+    todo = [p for p in paths if keys[p] not in cache or keys[p].endswith("|missing")]
     t0 = last = time.monotonic()
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for i, (p, meta) in enumerate(zip(todo, pool.map(probe_video, todo)), start=1):

@@ -1,4 +1,17 @@
-"""Clip decoding with decord: T frames at the clip's timestamps, short side resized, crop, uint8 ``[T, H, W, C]``."""
+"""Clip decoding with decord: T frames at the clip's timestamps, short side resized, crop, uint8 ``[T, H, W, C]``.
+
+Timestamps → frames. decord addresses frames by index, so a clip time t becomes frame round(t · fps) with the
+video's *average* fps from the clip index (decord's ``get_avg_fps``). For constant-frame-rate video that is exact.
+For variable-frame-rate video (irregular pts) it is an approximation: clip frames are evenly spaced in frame
+index, so their real times can drift from ``start + k / sample_fps`` by the local deviation from the average rate;
+indices are always clipped to ``[0, num_frames - 1]`` and a clip needing a frame past the end raises, so VFR video
+never reads past its last frame (tests/test_hostile_media.py).
+
+Rotation. decord 0.6.0 applies the container's display matrix (e.g. phone video stored landscape with a 90°
+rotation) when it decodes, with or without resizing, so frames, and the index's width/height, are in display
+orientation; we apply no rotation of our own. (decord also reads the legacy ``rotate`` metadata tag; current ffmpeg
+muxers no longer write it, so only the display matrix is tested.)
+"""
 from __future__ import annotations
 
 import numpy as np
@@ -12,7 +25,8 @@ def resized_size(width: int, height: int, short_side: int) -> tuple[int, int]:
 
 
 def frame_indices(start_s: float, frames: int, sample_fps: float, video_fps: float, num_frames: int) -> np.ndarray:
-    """Frame numbers of the clip: frame round((start + k / sample_fps) · fps) for k < T, clipped to the video."""
+    """Frame numbers of the clip: frame round((start + k / sample_fps) · fps) for k < T, clipped to the video.
+    ``video_fps`` is the average rate, so for variable-frame-rate video these are approximate times (module doc)."""
     t = start_s + np.arange(frames) / sample_fps
     return np.clip(np.rint(t * video_fps).astype(np.int64), 0, num_frames - 1)
 
@@ -41,8 +55,8 @@ def decode_clip(path: str, start_s: float, frames: int, sample_fps: float, short
         raise ValueError(f"{path}: clip at {start_s:.1f} s needs frame {int(idx[-1])}, video has {n}")
     try:
         clip = vr.get_batch(idx.tolist()).asnumpy()
-        if clip.shape[1:3] != (rh, rw):
-            raise ValueError(f"decord returned {clip.shape[1:3]} for a {rh}x{rw} resize")
+        if clip.shape[1:] != (rh, rw, 3):  # the resize bug can also yield a 4-channel buffer of garbage
+            raise ValueError(f"decord returned {clip.shape[1:]} for a {rh}x{rw}x3 resize")
     except Exception:  # decord 0.6.0 fails for some size pairs (e.g. 96x64 -> 72x48): resize ourselves
         del vr
         native = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=threads)

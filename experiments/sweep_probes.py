@@ -4,6 +4,7 @@
     python experiments/sweep_probes.py --benchmark synthetic-phase --backbone random:tiny --set epochs=2
     python experiments/sweep_probes.py --config experiments/configs/sweep/paper.yaml --data-root /data/cholec80 \\
         --benchmark Cholec80 --backbone surgmotion:~/.surgmotion/ray_results/run/checkpoint_000010
+    python experiments/sweep_probes.py --benchmark JIGSAWS --data-root /data/jigsaws --fold all
     python experiments/sweep_probes.py --all --resume             # finish interrupted sweeps
 
 Prints a summary table (benchmark x backbone -> primary test metric, best lr / wd). Docs: docs/sweeps.md.
@@ -30,6 +31,18 @@ def default_backbones(home: Path) -> list[str]:
     return [f"surgmotion:{ckpt}"] if ckpt else ["random:tiny"]
 
 
+def parse_folds(values: list[str]) -> list[int] | str:
+    """``--fold`` values → ``SweepConfig.folds`` ('all', or a list of fold numbers)."""
+    from orchestrator.config import ConfigError
+
+    if "all" in values:
+        return "all"
+    try:
+        return [int(v) for v in values]
+    except ValueError:
+        raise ConfigError(f"--fold {values}: give fold numbers or 'all'") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--all", action="store_true", help="every benchmark of the config (default: synthetic suite)")
@@ -40,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--config", default=str(DEFAULT_CONFIG), help="sweep YAML (default: %(default)s)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="override a config key, e.g. --set epochs=2 (repeatable)")
+    ap.add_argument("--fold", action="append", default=[], metavar="N|all",
+                    help="fold of a fold-split benchmark (JIGSAWS, CholecT50, SurgicalActions160; repeatable) or "
+                         "'all'; benchmarks without folds run once")
     ap.add_argument("--resume", action="store_true", help="restore the sweeps and finish unfinished trials")
     return ap
 
@@ -55,6 +71,8 @@ def main() -> int:
         raise ConfigError("nothing to do: give --all or --benchmark NAME")
     if args.benchmark:
         cfg.benchmarks = args.benchmark
+    if args.fold:
+        cfg.folds = parse_folds(args.fold)
     home = work_dir()
     cfg.backbones = args.backbone or cfg.backbones or default_backbones(home)
     if args.data_root:

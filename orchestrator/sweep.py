@@ -24,12 +24,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from model.backbones import BackboneError
 from orchestrator.benchmarks.spec import BenchmarkError, BenchmarkSpec, Sample
-from orchestrator.config import CONFIG_DIR, ConfigError, work_dir
-from orchestrator.features import FeatureConfig, backbone_info, ensure_features
+from orchestrator.config import ConfigError
+from orchestrator.features import backbone_info, ensure_features
+from orchestrator.sweep_config import (  # noqa: F401  (re-exported)
+    DEFAULT_CONFIG, FewShotConfig, GridConfig, ProbeConfig, SweepConfig, SweepResult, TrialSummary, few_shot,
+    folds_for, resolve_benchmark,
+)
+from orchestrator.sweep_mlflow import log_parent, log_plots, log_trials
 from orchestrator.sweep_train import (
     ProbeTask,
     SplitArrays,
@@ -40,122 +45,7 @@ from orchestrator.sweep_train import (
     metric_mode,
 )
 
-DEFAULT_CONFIG = CONFIG_DIR / "sweep" / "default.yaml"
 SPLITS = ("train", "val", "test")
-
-
-class GridConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    lr: list[float] = Field(default_factory=lambda: [5e-3, 1e-3, 3e-4, 1e-4], min_length=1)
-    wd: list[float] = Field(default_factory=lambda: [0.01, 0.1, 0.4, 0.8], min_length=1)
-
-
-class ProbeConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    depth: int = Field(4, ge=1, description="attentive probe blocks (depth-1 self-attention + 1 cross)")
-    heads: int = Field(16, ge=1)
-
-
-class FewShotConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    fraction: float | None = Field(None, gt=0, le=1, description="train on this seeded fraction of train VIDEOS")
-    seed: int = 0
-
-
-class SweepConfig(BaseModel):
-    """Everything a probe sweep needs (experiments/configs/sweep/*.yaml; keys in docs/sweeps.md)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    benchmarks: list[str] = Field(default_factory=lambda: ["synthetic-phase"], min_length=1)
-    backbones: list[str] = Field(default_factory=list, description="backbone specs; empty: the CLI picks one")
-    data_root: str | None = Field(None, description="root of every benchmark (null: the synthetic suite)")
-    data_roots: dict[str, str] = Field(default_factory=dict, description="per-benchmark roots (win over data_root)")
-    grid: GridConfig = Field(default_factory=GridConfig)
-    epochs: int = Field(20, ge=1)
-    batch_size: int = Field(32, ge=1)
-    checkpoint_every: int = Field(5, ge=1, description="head checkpoint every N epochs (and at the last)")
-    probe: ProbeConfig = Field(default_factory=ProbeConfig)
-    features: FeatureConfig = Field(default_factory=FeatureConfig)
-    cpus_per_trial: float = Field(1.0, gt=0)
-    gpus_per_trial: float = Field(0.25, ge=0, le=1, description="used only when the cluster has GPUs")
-    max_concurrent_trials: int | None = Field(None, ge=1)
-    few_shot: FewShotConfig = Field(default_factory=FewShotConfig)
-    seed: int = 0
-    experiment: str = "probe-sweeps"
-    tracking_uri: str | None = None
-    cache_dir: str | None = Field(None, description="feature cache (null: <work dir>/feature_cache)")
-    storage_dir: str | None = Field(None, description="Ray Tune storage (null: <work dir>/sweeps)")
-
-    @model_validator(mode="after")
-    def _check(self) -> "SweepConfig":
-        if self.features.crop > self.features.short_side:
-            raise ValueError(f"features.crop {self.features.crop} > features.short_side {self.features.short_side}")
-        return self
-
-    def cache_path(self) -> Path:
-        return Path(self.cache_dir or work_dir() / "feature_cache").expanduser().resolve()
-
-    def storage_path(self) -> Path:
-        return Path(self.storage_dir or work_dir() / "sweeps").expanduser().resolve()
-
-    def root_for(self, benchmark: str) -> Path:
-        root = self.data_roots.get(benchmark) or self.data_root
-        if root is None:
-            raise BenchmarkError(f"{benchmark}: no data root (set data_root or data_roots.{benchmark})")
-        return Path(root).expanduser()
-
-
-class TrialSummary(BaseModel):
-    lr: float
-    wd: float
-    status: str
-    val_primary: float | None
-    epochs: int
-
-
-class SweepResult(BaseModel):
-    """Outcome of one (backbone, benchmark) sweep."""
-
-    backbone: str
-    benchmark: str
-    primary_metric: str
-    mode: str
-    best_lr: float
-    best_wd: float
-    val_metrics: dict[str, float]
-    test_metrics: dict[str, float]
-    parent_run_id: str
-    trials: list[TrialSummary]
-    seconds: float
-
-
-def resolve_benchmark(name: str, root: Path | None = None) -> BenchmarkSpec:
-    """A registered benchmark, a synthetic-suite one (``synthetic-*``) or a generic private-data template
-    (``generic-phase-csv``, ``generic-clip-csv``, ``generic-image-mask``, ``generic-image-depth``)."""
-    from orchestrator.benchmarks.registry import GENERIC_TEMPLATES, get_benchmark, resolve_spec
-    from orchestrator.benchmarks.synthetic_suite import find_synthetic
-
-    try:
-        return get_benchmark(name, root)
-    except BenchmarkError as err:
-        spec = find_synthetic(name) or {t.name: t for t in GENERIC_TEMPLATES.values()}.get(name)
-        if spec is None:
-            raise err
-        return resolve_spec(spec, root) if root is not None else spec
-
-
-def few_shot(samples: list[Sample], fraction: float | None, seed: int) -> list[Sample]:
-    """A seeded fraction (at least one) of the training VIDEOS, all their samples kept."""
-    if fraction is None or fraction >= 1:
-        return samples
-    videos = sorted({s.video_id for s in samples})
-    k = max(1, round(fraction * len(videos)))
-    keep = set(np.random.default_rng(seed).permutation(videos)[:k].tolist())
-    return [s for s in samples if s.video_id in keep]
 
 
 def _slug(text: str) -> str:
@@ -179,6 +69,7 @@ class SweepData(BaseModel):
     splits: dict[str, SplitArrays]
     cache_keys: dict[str, str]
     backbone_identity: str
+    test_samples: list[Sample] = Field(default_factory=list)  # row order of tokens["test"] (predictions file)
 
 
 def prepare(cfg: SweepConfig, backbone: str, spec: BenchmarkSpec, root: Path) -> SweepData:
@@ -199,7 +90,8 @@ def prepare(cfg: SweepConfig, backbone: str, spec: BenchmarkSpec, root: Path) ->
                    crop=cfg.features.crop, probe_depth=cfg.probe.depth, probe_heads=cfg.probe.heads,
                    epochs=cfg.epochs, batch_size=cfg.batch_size, checkpoint_every=cfg.checkpoint_every,
                    seed=cfg.seed, threads=max(1, int(cfg.cpus_per_trial)))
-    return SweepData(task=pt, tokens=tokens, splits=splits, cache_keys=keys, backbone_identity=info.identity)
+    return SweepData(task=pt, tokens=tokens, splits=splits, cache_keys=keys, backbone_identity=info.identity,
+                     test_samples=samples["test"])
 
 
 # ------------------------------------------------------------------------------------------------ Ray Tune
@@ -252,46 +144,6 @@ def _best(grid: Any, mode: str) -> Any:
     return ok[int(np.argmax(key))]
 
 
-# ---------------------------------------------------------------------------------------------- MLflow
-def _curves(result: Any) -> list[tuple[int, dict[str, float]]]:
-    df = result.metrics_dataframe
-    if df is None or df.empty:
-        return []
-    cols = [c for c in df.columns if c.startswith("val_") or c == "train_loss"]
-    return [(int(row["epoch"]), {c: float(row[c]) for c in cols if np.isfinite(row[c])}) for _, row in df.iterrows()]
-
-
-def log_trials(uri: str, parent: str, parent_name: str, experiment: str, grid: Any) -> None:
-    """One child run per trial (idempotent: a re-opened child that already has metrics is left as is)."""
-    from orchestrator.tracking import MetricLogger, client, end_run, log_params, start_or_resume_run
-
-    for r in grid:
-        lr, wd = float(r.config["lr"]), float(r.config["wd"])
-        name = f"{parent_name}|lr={lr:g}|wd={wd:g}"
-        run_id, resumed = start_or_resume_run(uri, experiment, name, parent_run_id=parent)
-        if resumed and client(uri).get_run(run_id).data.metrics and r.error is None:
-            end_run(uri, run_id)
-            continue
-        log_params(uri, run_id, {"lr": lr, "wd": wd})
-        logger = MetricLogger(uri, run_id, flush_every=1000)
-        for epoch, values in _curves(r):
-            logger.log(values, step=epoch)
-        logger.flush()
-        end_run(uri, run_id, "FAILED" if r.error is not None else "FINISHED")
-
-
-def log_parent(uri: str, parent: str, result: SweepResult, params: dict[str, Any], npz: Path) -> None:
-    from orchestrator.tracking import MetricLogger, end_run, log_artifact, log_params
-
-    log_params(uri, parent, {**params, "best_lr": result.best_lr, "best_wd": result.best_wd})
-    logger = MetricLogger(uri, parent, flush_every=1000)
-    logger.log({**{f"val_{k}": v for k, v in result.val_metrics.items() if np.isfinite(v)},
-                **{f"test_{k}": v for k, v in result.test_metrics.items() if np.isfinite(v)}}, step=0)
-    logger.flush()
-    log_artifact(uri, parent, npz)
-    end_run(uri, parent)
-
-
 # ------------------------------------------------------------------------------------------------- driver
 def _rows(tokens: np.ndarray) -> Any:
     import torch
@@ -319,9 +171,48 @@ def _parent_name(run_dir: Path, backbone: str, benchmark: str, resume: bool) -> 
     return name
 
 
+def _sample_arrays(samples: list[Sample]) -> dict[str, np.ndarray]:
+    """Which sample each prediction row is (for plots and error analysis): id, source file, time when set."""
+    out = {"sample_id": np.asarray([s.sample_id for s in samples]).astype(str),
+           "source": np.asarray([s.source for s in samples]).astype(str)}
+    if samples and all(s.time_s is not None for s in samples):
+        out["time_s"] = np.asarray([s.time_s for s in samples], dtype=np.float64)
+    return out
+
+
+def select_and_test(data: SweepData, spec: BenchmarkSpec, grid: Any, run_dir: Path) -> tuple[Any, dict[str, float],
+                                                                                              Path]:
+    """The best trial by VAL primary metric, its head evaluated once on test → (trial, test metrics, npz path)."""
+    best = _best(grid, metric_mode(spec.primary_metric))
+    head, std = load_head(data.task, best.checkpoint.to_directory())
+    test, arrays = evaluate_head(data.task, head, _rows(data.tokens["test"]), data.splits["test"], std)
+    if len(data.test_samples) == len(data.splits["test"].labels):
+        arrays = {**arrays, **_sample_arrays(data.test_samples)}
+    npz = run_dir / "predictions_test.npz"
+    np.savez(npz, **arrays)
+    return best, test, npz
+
+
+def _summaries(grid: Any) -> list[TrialSummary]:
+    return [TrialSummary(lr=float(r.config["lr"]), wd=float(r.config["wd"]),
+                         status="ERROR" if r.error is not None else "TERMINATED",
+                         val_primary=(r.metrics or {}).get("val_primary"),
+                         epochs=int((r.metrics or {}).get("epoch", -1)) + 1) for r in grid]
+
+
+def _spec_for(cfg: SweepConfig, benchmark: str | BenchmarkSpec, root: str | Path | None,
+              fold: int | None) -> tuple[BenchmarkSpec, Path]:
+    from orchestrator.benchmarks.registry import with_fold
+
+    name = benchmark if isinstance(benchmark, str) else benchmark.name
+    root_path = Path(root) if root is not None else cfg.root_for(name)
+    spec = resolve_benchmark(benchmark, root_path) if isinstance(benchmark, str) else benchmark
+    return (with_fold(spec, fold) if fold is not None else spec), root_path
+
+
 def run_probe_sweep(cfg: SweepConfig, backbone: str, benchmark: str | BenchmarkSpec, *, resume: bool = False,
-                    root: str | Path | None = None) -> SweepResult:
-    """The whole sweep of one (backbone, benchmark); see the module docstring."""
+                    root: str | Path | None = None, fold: int | None = None) -> SweepResult:
+    """The whole sweep of one (backbone, benchmark[, fold]); see the module docstring."""
     import ray
 
     from orchestrator.tracking import ensure_experiment, resolve_tracking_uri, start_or_resume_run
@@ -329,55 +220,58 @@ def run_probe_sweep(cfg: SweepConfig, backbone: str, benchmark: str | BenchmarkS
     t0 = time.time()
     if not ray.is_initialized():
         ray.init()
-    name = benchmark if isinstance(benchmark, str) else benchmark.name
-    root_path = Path(root) if root is not None else cfg.root_for(name)
-    spec = resolve_benchmark(benchmark, root_path) if isinstance(benchmark, str) else benchmark
+    spec, root_path = _spec_for(cfg, benchmark, root, fold)
     data = prepare(cfg, backbone, spec, root_path)
-    run_dir = cfg.storage_path() / _slug(cfg.experiment) / f"{_backbone_dir(backbone)}__{_slug(spec.name)}"
-    parent_name = _parent_name(run_dir, backbone, spec.name, resume)
+    tag = spec.name if fold is None else f"{spec.name}|fold{fold}"
+    run_dir = cfg.storage_path() / _slug(cfg.experiment) / f"{_backbone_dir(backbone)}__{_slug(tag)}"
+    parent_name = _parent_name(run_dir, backbone, tag, resume)
     uri = resolve_tracking_uri(cfg.tracking_uri)
     ensure_experiment(uri, cfg.experiment)  # on the driver, before anything else writes
+    tags = {"surgmotion.benchmark": spec.name, "surgmotion.backbone": backbone, "surgmotion.task": spec.task}
     parent, _ = start_or_resume_run(uri, cfg.experiment, parent_name,
-                                    tags={"surgmotion.benchmark": spec.name, "surgmotion.backbone": backbone})
+                                    tags={**tags, **({"surgmotion.fold": str(fold)} if fold is not None else {})})
     grid = run_tuner(cfg, data, run_dir, resume)
-    mode = metric_mode(spec.primary_metric)
-    best = _best(grid, mode)
-    head, std = load_head(data.task, best.checkpoint.to_directory())
-    tokens = data.tokens["test"]
-    test, arrays = evaluate_head(data.task, head, _rows(tokens),
-                                 data.splits["test"], std)
-    npz = run_dir / "predictions_test.npz"
-    np.savez(npz, **arrays)
+    best, test, npz = select_and_test(data, spec, grid, run_dir)
     result = SweepResult(
-        backbone=backbone, benchmark=spec.name, primary_metric=spec.primary_metric, mode=mode,
-        best_lr=float(best.config["lr"]), best_wd=float(best.config["wd"]),
+        backbone=backbone, benchmark=spec.name, fold=fold, primary_metric=spec.primary_metric,
+        mode=metric_mode(spec.primary_metric), best_lr=float(best.config["lr"]), best_wd=float(best.config["wd"]),
         val_metrics={k[4:]: float(v) for k, v in best.metrics.items() if k.startswith("val_") and k != "val_primary"},
-        test_metrics={k: float(v) for k, v in test.items()}, parent_run_id=parent,
-        trials=[TrialSummary(lr=float(r.config["lr"]), wd=float(r.config["wd"]),
-                             status="ERROR" if r.error is not None else "TERMINATED",
-                             val_primary=(r.metrics or {}).get("val_primary"),
-                             epochs=int((r.metrics or {}).get("epoch", -1)) + 1) for r in grid],
+        test_metrics={k: float(v) for k, v in test.items()}, parent_run_id=parent, trials=_summaries(grid),
         seconds=round(time.time() - t0, 2))
     log_trials(uri, parent, parent_name, cfg.experiment, grid)
     params = {"backbone": backbone, "backbone_identity": data.backbone_identity, "benchmark": spec.name,
-              "epochs": cfg.epochs, "batch_size": cfg.batch_size, "probe": cfg.probe.model_dump(),
-              "features": cfg.features.model_dump(), "few_shot": cfg.few_shot.model_dump(),
-              "grid": {"lr": str(cfg.grid.lr), "wd": str(cfg.grid.wd)},
+              "data_root": str(root_path), "fold": fold, "epochs": cfg.epochs, "batch_size": cfg.batch_size,
+              "probe": cfg.probe.model_dump(), "features": cfg.features.model_dump(),
+              "few_shot": cfg.few_shot.model_dump(), "grid": {"lr": str(cfg.grid.lr), "wd": str(cfg.grid.wd)},
               "cache_keys": data.cache_keys, "primary_metric": spec.primary_metric}
     log_parent(uri, parent, result, params, npz)
+    log_plots(uri, parent, npz, spec)
     (run_dir / "result.json").write_text(result.model_dump_json(indent=1))
     return result
 
 
+def _validate_benchmarks(cfg: SweepConfig) -> None:
+    """Every benchmark resolves, its root exists, and its annotations parse (malformed files fail here, naming
+    the file, before Ray starts); fold options apply to at least one benchmark."""
+    from orchestrator.benchmarks.registry import load_samples, with_fold
+
+    for name in cfg.benchmarks:
+        if not cfg.root_for(name).exists():
+            raise BenchmarkError(f"{name}: data root {cfg.root_for(name)} does not exist")
+    specs = {name: resolve_benchmark(name, cfg.root_for(name)) for name in cfg.benchmarks}
+    folds = {name: folds_for(cfg, spec) for name, spec in specs.items()}
+    if cfg.folds and all(f == [None] for f in folds.values()):
+        raise ConfigError(f"folds: {cfg.folds!r} given but none of {cfg.benchmarks} has folds")
+    for name, spec in specs.items():
+        for split in SPLITS:
+            load_samples(spec if folds[name][0] is None else with_fold(spec, folds[name][0]), cfg.root_for(name), split)
+
+
 def validate(cfg: SweepConfig) -> None:
-    """Fail fast (before Ray starts) on unknown benchmarks, missing data roots and malformed backbone specs."""
+    """Fail fast (before Ray starts) on malformed backbone specs, unknown benchmarks, missing data roots and
+    malformed annotation files."""
     if not cfg.backbones:
         raise ConfigError("backbones: empty; give at least one backbone spec (random:tiny, surgmotion:<dir>, ...)")
-    for name in cfg.benchmarks:
-        resolve_benchmark(name)
-        root = cfg.root_for(name)
-        if not root.exists():
-            raise BenchmarkError(f"{name}: data root {root} does not exist")
     for bb in cfg.backbones:
         kind, _, arg = bb.partition(":")
         if kind not in ("random", "surgmotion", "timm"):
@@ -391,19 +285,27 @@ def validate(cfg: SweepConfig) -> None:
             name = arg.partition("@")[0]
             if not timm.is_model(name):
                 raise BackboneError(f"backbone {bb!r}: timm has no model {name!r} (see timm.list_models())")
+    _validate_benchmarks(cfg)  # last: it parses every annotation file
 
 
 def run_sweeps(cfg: SweepConfig, *, resume: bool = False) -> list[SweepResult]:
-    """Every (backbone, benchmark) of the config, backbones outer (one backbone's features at a time)."""
+    """Every (backbone, benchmark, fold) of the config, backbones outer (one backbone's features at a time)."""
     validate(cfg)
-    return [run_probe_sweep(cfg, bb, bench, resume=resume) for bb in cfg.backbones for bench in cfg.benchmarks]
+    jobs = [(bb, bench, fold) for bb in cfg.backbones for bench in cfg.benchmarks
+            for fold in folds_for(cfg, resolve_benchmark(bench, cfg.root_for(bench)))]
+    results = []
+    for i, (bb, bench, fold) in enumerate(jobs, 1):
+        where = "" if fold is None else f" fold {fold}"
+        print(f"[sweep] {i}/{len(jobs)}: {backbone_label(bb)} on {bench}{where}", flush=True)
+        results.append(run_probe_sweep(cfg, bb, bench, resume=resume, fold=fold))
+    return results
 
 
 def summary_table(results: list[SweepResult]) -> str:
     """benchmark × backbone → primary test metric and the best lr / wd."""
     rows = [("benchmark", "backbone", "metric", "test", "val", "best lr", "best wd")]
     for r in results:
-        rows.append((r.benchmark, backbone_label(r.backbone), f"{r.primary_metric} ({r.mode})",
+        rows.append((r.benchmark + ("" if r.fold is None else f" (fold {r.fold})"), backbone_label(r.backbone), f"{r.primary_metric} ({r.mode})",
                      f"{r.test_metrics.get(r.primary_metric, float('nan')):.4f}",
                      f"{r.val_metrics.get(r.primary_metric, float('nan')):.4f}", f"{r.best_lr:g}", f"{r.best_wd:g}"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]

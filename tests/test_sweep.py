@@ -14,7 +14,7 @@ import mlflow
 import numpy as np
 import pytest
 
-from orchestrator.benchmarks.spec import Sample
+from orchestrator.benchmarks.spec import BenchmarkError, Sample
 from orchestrator.config import ConfigError, load_config
 from orchestrator.features import EXTRACTION_COUNTER
 from model.backbones import BackboneError
@@ -67,6 +67,33 @@ def test_few_shot_keeps_whole_videos() -> None:
     assert few_shot(samples, None, 0) == samples
 
 
+def test_folds_expand_only_fold_benchmarks(tmp_path: Path) -> None:
+    from orchestrator.benchmarks.registry import get_benchmark, list_folds
+    from orchestrator.sweep_config import folds_for
+
+    jig, sa160, cholec = (get_benchmark(n) for n in ("JIGSAWS", "SurgicalActions160", "Cholec80"))
+    every = [f for fs in list_folds(jig).values() for f in fs]
+    assert folds_for(SweepConfig(), jig) == [None]  # no folds asked: the benchmark's default split, once
+    assert folds_for(SweepConfig(folds="all"), jig) == every and len(every) > 1
+    assert folds_for(SweepConfig(folds=[1, 0]), sa160) == [1, 0]
+    assert folds_for(SweepConfig(folds="all"), cholec) == [None]  # no folds: runs once
+    with pytest.raises(BenchmarkError, match="99"):
+        folds_for(SweepConfig(folds=[99]), jig)
+    cfg = SweepConfig(benchmarks=["synthetic-phase"], backbones=["random:tiny"], data_root=str(tmp_path),
+                      folds=[0])
+    with pytest.raises(ConfigError, match="none of .* has folds"):
+        validate(cfg)
+
+
+def test_fold_cli_values() -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+    from sweep_probes import parse_folds
+
+    assert parse_folds(["2", "0"]) == [2, 0] and parse_folds(["1", "all"]) == "all"
+    with pytest.raises(ConfigError, match="--fold"):
+        parse_folds(["first"])
+
+
 @pytest.mark.parametrize("task", ["phase", "action", "triplet", "skill", "segmentation", "depth"])
 def test_predictions_npz_scores_like_the_sweep(task: str, tmp_path: Path) -> None:
     """The parent run's predictions file is in score.py's format and scores exactly as the sweep did."""
@@ -108,7 +135,13 @@ def test_sweep_nesting_learns_and_rerun_hits_cache(ray_cluster: str, tiny_root: 
     parent = c.get_run(res.parent_run_id)
     assert parent.info.status == "FINISHED" and "test_f1" in parent.data.metrics and "val_f1" in parent.data.metrics
     assert float(parent.data.params["best_lr"]) == res.best_lr
-    assert [a.path for a in c.list_artifacts(res.parent_run_id)] == ["predictions_test.npz"]
+    assert [a.path for a in c.list_artifacts(res.parent_run_id)] == ["plots", "predictions_test.npz"]
+    assert {a.path for a in c.list_artifacts(res.parent_run_id, "plots")} == {"plots/phase_ribbons.png",
+                                                                             "plots/confusion_matrix.png"}
+    with np.load(c.download_artifacts(res.parent_run_id, "predictions_test.npz", str(tmp_path)), allow_pickle=False) as z:
+        n = len(z["target"])
+        assert {"sample_id", "source", "time_s"} <= set(z.files) and len(z["sample_id"]) == n == len(z["time_s"])
+        assert z["sample_id"][0].startswith(str(z["video"][0]))  # rows are the test samples, in order
     # learnable: clearly better than chance (1/3) and than always predicting the majority class
     from orchestrator.benchmarks.metrics import phase_metrics
 

@@ -1,0 +1,149 @@
+"""Sweep configuration and results (experiments/configs/sweep/*.yaml; every key in docs/sweeps.md), benchmark
+name resolution and the few-shot subset. The sweep itself: :mod:`orchestrator.sweep`."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from orchestrator.benchmarks.spec import BenchmarkError, BenchmarkSpec, Sample
+from orchestrator.config import CONFIG_DIR, work_dir
+from orchestrator.features import FeatureConfig
+
+DEFAULT_CONFIG = CONFIG_DIR / "sweep" / "default.yaml"
+
+
+class GridConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    lr: list[float] = Field(default_factory=lambda: [5e-3, 1e-3, 3e-4, 1e-4], min_length=1)
+    wd: list[float] = Field(default_factory=lambda: [0.01, 0.1, 0.4, 0.8], min_length=1)
+
+
+class ProbeConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    depth: int = Field(4, ge=1, description="attentive probe blocks (depth-1 self-attention + 1 cross)")
+    heads: int = Field(16, ge=1)
+
+
+class FewShotConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    fraction: float | None = Field(None, gt=0, le=1, description="train on this seeded fraction of train VIDEOS")
+    seed: int = 0
+
+
+class SweepConfig(BaseModel):
+    """Everything a probe sweep needs (experiments/configs/sweep/*.yaml; keys in docs/sweeps.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    benchmarks: list[str] = Field(default_factory=lambda: ["synthetic-phase"], min_length=1)
+    backbones: list[str] = Field(default_factory=list, description="backbone specs; empty: the CLI picks one")
+    data_root: str | None = Field(None, description="root of every benchmark (null: the synthetic suite)")
+    data_roots: dict[str, str] = Field(default_factory=dict, description="per-benchmark roots (win over data_root)")
+    grid: GridConfig = Field(default_factory=GridConfig)
+    epochs: int = Field(20, ge=1)
+    batch_size: int = Field(32, ge=1)
+    checkpoint_every: int = Field(5, ge=1, description="head checkpoint every N epochs (and at the last)")
+    probe: ProbeConfig = Field(default_factory=ProbeConfig)
+    features: FeatureConfig = Field(default_factory=FeatureConfig)
+    cpus_per_trial: float = Field(1.0, gt=0)
+    gpus_per_trial: float = Field(0.25, ge=0, le=1, description="used only when the cluster has GPUs")
+    max_concurrent_trials: int | None = Field(None, ge=1)
+    few_shot: FewShotConfig = Field(default_factory=FewShotConfig)
+    folds: list[int] | Literal["all"] = Field(
+        default_factory=list, description="folds of fold-split benchmarks (JIGSAWS, CholecT50, SA160); 'all' = every "
+        "fold; empty = the benchmark's default fold. Benchmarks without folds run once")
+    seed: int = 0
+    experiment: str = "probe-sweeps"
+    tracking_uri: str | None = None
+    cache_dir: str | None = Field(None, description="feature cache (null: <work dir>/feature_cache)")
+    storage_dir: str | None = Field(None, description="Ray Tune storage (null: <work dir>/sweeps)")
+
+    @model_validator(mode="after")
+    def _check(self) -> "SweepConfig":
+        if self.features.crop > self.features.short_side:
+            raise ValueError(f"features.crop {self.features.crop} > features.short_side {self.features.short_side}")
+        return self
+
+    def cache_path(self) -> Path:
+        return Path(self.cache_dir or work_dir() / "feature_cache").expanduser().resolve()
+
+    def storage_path(self) -> Path:
+        return Path(self.storage_dir or work_dir() / "sweeps").expanduser().resolve()
+
+    def root_for(self, benchmark: str) -> Path:
+        root = self.data_roots.get(benchmark) or self.data_root
+        if root is None:
+            raise BenchmarkError(f"{benchmark}: no data root (set data_root or data_roots.{benchmark})")
+        return Path(root).expanduser()
+
+
+class TrialSummary(BaseModel):
+    lr: float
+    wd: float
+    status: str
+    val_primary: float | None
+    epochs: int
+
+
+class SweepResult(BaseModel):
+    """Outcome of one (backbone, benchmark[, fold]) sweep."""
+
+    backbone: str
+    benchmark: str
+    fold: int | None = None
+    primary_metric: str
+    mode: str
+    best_lr: float
+    best_wd: float
+    val_metrics: dict[str, float]
+    test_metrics: dict[str, float]
+    parent_run_id: str
+    trials: list[TrialSummary]
+    seconds: float
+
+
+def resolve_benchmark(name: str, root: Path | None = None) -> BenchmarkSpec:
+    """A registered benchmark, a synthetic-suite one (``synthetic-*``) or a generic private-data template
+    (``generic-phase-csv``, ``generic-clip-csv``, ``generic-image-mask``, ``generic-image-depth``)."""
+    from orchestrator.benchmarks.registry import GENERIC_TEMPLATES, get_benchmark, resolve_spec
+    from orchestrator.benchmarks.synthetic_suite import find_synthetic
+
+    try:
+        return get_benchmark(name, root)
+    except BenchmarkError as err:
+        spec = find_synthetic(name) or {t.name: t for t in GENERIC_TEMPLATES.values()}.get(name)
+        if spec is None:
+            raise err
+        return resolve_spec(spec, root) if root is not None else spec
+
+
+def few_shot(samples: list[Sample], fraction: float | None, seed: int) -> list[Sample]:
+    """A seeded fraction (at least one) of the training VIDEOS, all their samples kept."""
+    if fraction is None or fraction >= 1:
+        return samples
+    videos = sorted({s.video_id for s in samples})
+    k = max(1, round(fraction * len(videos)))
+    keep = set(np.random.default_rng(seed).permutation(videos)[:k].tolist())
+    return [s for s in samples if s.video_id in keep]
+
+
+def folds_for(cfg: SweepConfig, spec: BenchmarkSpec) -> list[int | None]:
+    """The folds to sweep for ``spec``: ``[None]`` (its default split) unless it is a fold benchmark and
+    ``cfg.folds`` names some."""
+    from orchestrator.benchmarks.registry import list_folds
+
+    available = [f for fs in list_folds(spec).values() for f in fs]
+    if not available or cfg.folds == []:
+        return [None]
+    if cfg.folds == "all":
+        return list(available)
+    bad = [f for f in cfg.folds if f not in available]
+    if bad:
+        raise BenchmarkError(f"folds: {bad} not folds of {spec.name} (folds: {list_folds(spec)})")
+    return list(cfg.folds)

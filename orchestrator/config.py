@@ -88,6 +88,9 @@ class ScalingSection(Strict):
     cpus_per_worker: float = Field(0.5, gt=0)
     gpus_per_worker: float = Field(1.0, ge=0)
     torch_threads: int | None = Field(None, gt=0, description="torch intra-op threads per worker (CPU)")
+    resources_per_worker: dict[str, float] = Field(
+        default_factory=dict, description="extra Ray resources per worker, e.g. a custom node resource that pins "
+        "workers to labelled nodes; merged over the CPU/GPU amounts above")
 
 
 class TrainConfig(Strict):
@@ -110,6 +113,8 @@ class TrainConfig(Strict):
 class TrackingConfig(Strict):
     experiment: str = "surgmotion-pretrain"
     tracking_uri: str | None = Field(None, description="null = $MLFLOW_TRACKING_URI or sqlite:///<work dir>/mlflow.db")
+    registered_model: str | None = Field("surgmotion-encoder", description="MLflow registered model that gets a new "
+                                         "version per finished run (its checkpoint + config); null = none")
 
 
 class RayConfig(Strict):

@@ -18,8 +18,8 @@ from orchestrator.data.clip_index import ClipIndex, build_clip_index
 from orchestrator.data.manifest import Manifest, load_manifest
 from orchestrator.data.pipeline import clip_dataset
 from orchestrator.data.sampling import SamplingPlan
-from orchestrator.tracking import (dashboard_command, end_run, log_artifact, log_params, resolve_tracking_uri,
-                                   start_or_resume_run)
+from orchestrator.tracking import (dashboard_command, end_run, log_artifact, log_params, register_checkpoint,
+                                   resolve_tracking_uri, start_or_resume_run)
 from orchestrator.train_loop import train_loop_per_worker
 
 
@@ -68,8 +68,10 @@ def init_ray(cfg: PretrainConfig) -> None:
     kwargs: dict[str, Any] = {"log_to_driver": True}
     if cfg.ray.address:
         kwargs["address"] = cfg.ray.address
-    elif not os.environ.get("RAY_ADDRESS") and cfg.ray.num_cpus:
-        kwargs["num_cpus"] = cfg.ray.num_cpus
+    elif not os.environ.get("RAY_ADDRESS"):
+        kwargs["dashboard_host"] = "127.0.0.1"  # a local cluster's dashboard is never exposed beyond this machine
+        if cfg.ray.num_cpus:
+            kwargs["num_cpus"] = cfg.ray.num_cpus
     ray.init(**kwargs)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False  # the train loop prints its own progress lines
@@ -92,6 +94,7 @@ def make_trainer(cfg: PretrainConfig, dataset: Any, ctx: dict[str, Any], storage
     resources: dict[str, float] = {"CPU": cfg.scaling.cpus_per_worker}
     if gpu:
         resources["GPU"] = cfg.scaling.gpus_per_worker
+    resources.update(cfg.scaling.resources_per_worker)
     return TorchTrainer(
         train_loop_per_worker,
         train_loop_config={"cfg": cfg.model_dump(mode="json"), "ctx": ctx},
@@ -112,12 +115,32 @@ def plan_steps(cfg: PretrainConfig, plan: SamplingPlan) -> tuple[int, int]:
     return epoch_size, total
 
 
+def finish_tracking(cfg: PretrainConfig, uri: str, run_id: str, finished: bool, steps: int) -> None:
+    """Loss / lr / throughput plots on the run; a finished run's checkpoint registered as a model version.
+    Neither may fail a run whose training already succeeded: problems are printed."""
+    from orchestrator.report import log_pretrain_plots
+
+    try:
+        log_pretrain_plots(uri, run_id)
+    except Exception as err:  # noqa: BLE001
+        print(f"[pretrain] plots not drawn: {err}", flush=True)
+    if not finished or not cfg.tracking.registered_model:
+        return
+    try:
+        version = register_checkpoint(uri, run_id, cfg.tracking.registered_model, "checkpoint",
+                                      {"run_name": cfg.name, "frames": str(cfg.data.frames), "steps": str(steps),
+                                       "model_size": cfg.model.encoder.size})
+        print(f"[pretrain] registered model {cfg.tracking.registered_model!r} version {version}", flush=True)
+    except Exception as err:  # noqa: BLE001
+        print(f"[pretrain] model not registered: {err}", flush=True)
+
+
 def run_pretraining(cfg: PretrainConfig) -> PretrainResult:
     """Run (or resume) one pretraining job end to end and log it to MLflow."""
     uri = resolve_tracking_uri(cfg.tracking.tracking_uri)
-    init_ray(cfg)
-    manifest = load_corpus(cfg)
+    manifest = load_corpus(cfg)  # input errors (manifest, videos) surface before Ray starts
     index = index_corpus(cfg, manifest)
+    init_ray(cfg)
     plan = SamplingPlan.from_index(index)
     epoch_size, total_steps = plan_steps(cfg, plan)
     storage = Path(cfg.ray.storage_path or work_dir() / "ray_results").expanduser().resolve()
@@ -157,6 +180,7 @@ def run_pretraining(cfg: PretrainConfig) -> PretrainResult:
             for name in (MODEL_FILE, CONFIG_FILE):
                 log_artifact(uri, run_id, Path(local) / name, "checkpoint")
     reached = int((result.metrics or {}).get("step", total_steps))
+    finish_tracking(cfg, uri, run_id, ckpt_dir is not None and reached >= total_steps, reached)
     if reached < total_steps:
         end_run(uri, run_id, status="KILLED")
         print(f"[pretrain] stopped after step {reached} of {total_steps} (train.stop_after_step); re-run with "

@@ -22,11 +22,18 @@ pytestmark = pytest.mark.slow
 LOSSES = ["loss", "loss_motion", "loss_st", "loss_var", "loss_cov"]
 
 
+# hostile_manifest's skipped files → skip-reason prefix (the used hostile files: VFR, rotated, closed-GOP HEVC)
+HOSTILE_SKIPS = {"empty.mp4": "empty", "truncated.mp4": "unreadable", "text.mp4": "unreadable",
+                 "short.mp4": "too short", "missing.mp4": "missing", "open_gop.mp4": "unsupported: open GOP"}
+
+
 @pytest.fixture(scope="session")
 def hostile_manifest(tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny corpus plus a source of bad files: zero-byte, truncated, text-as-.mp4, too short, missing."""
+    """The tiny corpus plus a source of hostile files. Skipped (HOSTILE_SKIPS): zero-byte, truncated, text-as-.mp4,
+    too short, missing, open-GOP. Used: variable frame rate, 90° display rotation, closed-GOP HEVC (if encodable)."""
     from conftest import counter_video
     from orchestrator.data.manifest import Source, load_manifest, write_manifest
+    from test_hostile_media import write_hostile_media
 
     bad = tmp_path_factory.mktemp("bad")
     (bad / "empty.mp4").write_bytes(b"")
@@ -34,12 +41,15 @@ def hostile_manifest(tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory
     (bad / "truncated.mp4").write_bytes(good[: len(good) // 3])
     (bad / "text.mp4").write_text("not a video\n" * 100)
     counter_video(bad / "short.mp4", seconds=2)
+    media = write_hostile_media(bad)
+    assert {p.name for p, why in media.items() if why} | {"empty.mp4", "truncated.mp4", "text.mp4", "short.mp4",
+                                                           "missing.mp4"} == set(HOSTILE_SKIPS)
     m = load_manifest(tiny_corpus)
     sources = [Source(name=s.name, specialty=s.specialty, videos=[str(p) for p in m.resolve_videos(s)])
                for s in m.sources]
     sources.append(Source(name="hostile", specialty=sources[0].specialty,
                           videos=[str(bad / n) for n in ("empty.mp4", "truncated.mp4", "text.mp4", "short.mp4",
-                                                          "missing.mp4")]))
+                                                          "missing.mp4")] + [str(p) for p in media]))
     return write_manifest(m.model_copy(update={"sources": sources}), bad / "manifest.yaml")
 
 
@@ -63,11 +73,15 @@ def test_two_worker_run_on_hostile_corpus_logs_every_loss_term(ray_cluster: str,
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     cfg = load_config(PretrainConfig, None, tiny_overrides(hostile_manifest, "e2e", steps=4))
     result = run_pretraining(cfg)
-    assert result.skipped == 5
+    assert result.skipped == len(HOSTILE_SKIPS)
     skipped = metric_history(result.tracking_uri, result.run_id, "skipped_videos")
-    assert {m.value for m in skipped} == {5.0}
+    assert {m.value for m in skipped} == {float(len(HOSTILE_SKIPS))}  # and no decode-time skip of a used file
     arts = {a.path for a in mlflow.MlflowClient(result.tracking_uri).list_artifacts(result.run_id)}
     assert "skipped_videos.json" in arts
+    listed = json.loads(Path(mlflow.MlflowClient(result.tracking_uri).download_artifacts(
+        result.run_id, "skipped_videos.json", str(tmp_path))).read_text())
+    assert sorted(Path(s["path"]).name for s in listed) == sorted(HOSTILE_SKIPS)
+    assert all(s["reason"].startswith(HOSTILE_SKIPS[Path(s["path"]).name]) for s in listed), listed
     assert result.tracking_uri == f"sqlite:///{tmp_path / 'mlflow.db'}"
     for key in LOSSES + ["lr", "clips_per_s", "data_wait_frac", "skipped_videos", "ema_momentum"]:
         steps = sorted(m.step for m in metric_history(result.tracking_uri, result.run_id, key))
@@ -83,6 +97,15 @@ def test_two_worker_run_on_hostile_corpus_logs_every_loss_term(ray_cluster: str,
     assert state["step"] == 4 and state["samples"] == 16
     weights = torch.load(ckpt / "model.pt", weights_only=True)
     assert set(weights) == {"encoder", "predictor", "target_encoder"}
+    client = mlflow.MlflowClient(result.tracking_uri)
+    plots = {a.path for a in client.list_artifacts(result.run_id, "plots")}
+    assert plots == {"plots/pretrain_losses.png", "plots/pretrain_lr.png", "plots/pretrain_throughput.png"}
+    versions = client.search_model_versions(f"name = '{cfg.tracking.registered_model}'")
+    assert [(v.run_id, v.tags["steps"], v.tags["run_name"]) for v in versions] == [(result.run_id, "4", "e2e")]
+    assert "model.loss.lambda_st: 0.1" in versions[0].description  # the config travels with the model
+    registered = Path(client.download_artifacts(result.run_id, "checkpoint", str(tmp_path / "reg")))
+    assert torch.equal(torch.load(registered / "model.pt", weights_only=True)["target_encoder"]["norm.weight"],
+                       weights["target_encoder"]["norm.weight"])
 
 
 def test_killed_run_resumes_from_its_checkpoint(ray_cluster: str, tiny_corpus: Path, tmp_path: Path,

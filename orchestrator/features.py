@@ -270,11 +270,11 @@ def load_features(entry: Path) -> FeatureSet:
     tokens = np.empty((n, ntok, dim), dtype=np.float16)
     targets = None
     for shard in index.shards:
-        rows = np.load(entry / f"rows_{shard}.npy")
-        tokens[rows] = np.load(entry / f"shard_{shard}.npy")
+        rows = np.load(entry / f"rows_{shard}.npy", allow_pickle=False)
+        tokens[rows] = np.load(entry / f"shard_{shard}.npy", allow_pickle=False)
         tpath = entry / f"targets_{shard}.npy"
         if tpath.is_file():
-            tgt = np.load(tpath)
+            tgt = np.load(tpath, allow_pickle=False)
             if targets is None:
                 targets = np.empty((n, *tgt.shape[1:]), dtype=np.float32)
             targets[rows] = tgt

@@ -8,7 +8,6 @@ import json
 import os
 import re
 import shlex
-import signal
 import subprocess
 import sys
 import tomllib
@@ -299,7 +298,7 @@ def test_local_sh_up_two_nodes_down(tmp_path):
     up = sh("up")
     try:
         assert up.returncode == 0, up.stdout + up.stderr
-        assert f"http://127.0.0.1:8277" in up.stdout
+        assert "http://127.0.0.1:8277" in up.stdout
         state = dict(line.split("=", 1) for line in (tmp_path / "state").read_text().splitlines())
         pids = [int(p) for p in state["pids"].split(",")]
         assert len(pids) >= 4 and all(_pid_alive(p) for p in pids)

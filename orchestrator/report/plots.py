@@ -37,7 +37,7 @@ def new_figure(width: float, height: float) -> Any:
 
 def save(fig: Any, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png", dpi=DPI, facecolor="white")
+    fig.savefig(path, format="png", dpi=DPI, facecolor="white", bbox_inches="tight")  # legends never clipped
     return path
 
 

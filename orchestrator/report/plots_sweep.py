@@ -24,8 +24,11 @@ def _colors(n: int) -> Any:
     from matplotlib import colormaps
     from matplotlib.colors import ListedColormap
 
-    base = colormaps["tab10" if n <= 10 else "tab20"]
-    return ListedColormap([base(i % base.N) for i in range(max(n, 1))])
+    if n <= 10:
+        pool = [colormaps["tab10"](i) for i in range(10)]
+    else:  # tab20 then tab20b: 40 distinct colours before any repeats
+        pool = [colormaps["tab20"](i) for i in range(20)] + [colormaps["tab20b"](i) for i in range(20)]
+    return ListedColormap([pool[i % len(pool)] for i in range(max(n, 1))])
 
 
 def video_order(arrays: Arrays) -> dict[str, np.ndarray]:
@@ -66,7 +69,7 @@ def phase_ribbons(arrays: Arrays, classes: list[str]) -> Any:
     more = f" (first {len(shown)} of {len(order)} videos)" if len(order) > len(shown) else ""
     fig.suptitle(f"Phase ribbons: ground truth vs prediction{more}")
     fig.legend(handles=[Patch(color=cmap(i), label=names[i]) for i in range(n)], loc="outside lower center",
-               ncol=min(n, 6), fontsize=7)
+               ncol=min(n, 4), fontsize=7)
     return fig
 
 

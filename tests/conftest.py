@@ -1,9 +1,10 @@
 """Shared fixtures: tiny videos written with PyAV, and ONE local Ray cluster for every Ray test (session scope)."""
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import pytest
@@ -32,6 +33,15 @@ def write_video(path: Path, frames: np.ndarray, fps: int = 10, codec: str = "lib
         for packet in stream.encode():
             out.mux(packet)
     return path
+
+
+def load_script_main(script: Path, module_name: str) -> Any:
+    """``main`` of a CLI script under experiments/ (not a package), imported in-process."""
+    spec = importlib.util.spec_from_file_location(module_name, script)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
 
 
 def counter_video(path: Path, seconds: int = 6, fps: int = 10, width: int = 80, height: int = 60) -> Path:

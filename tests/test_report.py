@@ -3,7 +3,6 @@ logged to a real sqlite MLflow store, the CLI (in-process and its exit code 2), 
 the HTML page, and (slow) a report built from a tiny real pretraining run + probe sweep."""
 from __future__ import annotations
 
-import importlib.util
 import math
 import os
 import shutil
@@ -226,11 +225,9 @@ def log_parent(uri: str, exp: str, backbone: str, bench: str, test: dict[str, fl
 
 
 def load_cli_main() -> Any:
-    spec = importlib.util.spec_from_file_location("report_cli", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
+    from conftest import load_script_main as load
+
+    return load(SCRIPT, "report_cli")
 
 
 @pytest.fixture(scope="module")

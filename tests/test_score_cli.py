@@ -6,7 +6,6 @@ on a loaded machine.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -45,11 +44,9 @@ def score(tmp_path: Path, task: str, arrays: dict[str, np.ndarray], *extra: str)
 
 
 def load_script_main() -> Any:
-    spec = importlib.util.spec_from_file_location("score_cli", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
+    from conftest import load_script_main as load
+
+    return load(SCRIPT, "score_cli")
 
 
 @pytest.fixture(scope="module")

@@ -107,6 +107,35 @@ def _trainable(cfg: SweepConfig, data: SweepData) -> Any:
     return tune.with_resources(tune.with_parameters(cached_trainable, pt=data.task, data=payload), resources)
 
 
+def progress_callback(label: str, every_s: float = 10.0, mode: str = "max") -> Any:
+    """A Tune callback printing one line at most every ``every_s`` seconds while trials run (Tune itself runs
+    with verbose=0): trials done / running / pending and the best val primary metric so far."""
+    from ray import tune
+
+    class SweepProgress(tune.Callback):
+        def __init__(self) -> None:
+            self.t0 = self.last = time.monotonic()
+
+        def on_step_end(self, iteration: int, trials: list[Any], **info: Any) -> None:
+            now = time.monotonic()
+            if now - self.last < every_s:
+                return
+            self.last = now
+            print(f"[sweep] {label}: {progress_line(trials, mode)} ({now - self.t0:.0f} s)", flush=True)
+
+    return SweepProgress()
+
+
+def progress_line(trials: list[Any], mode: str) -> str:
+    """``"3/16 trials done, 2 running, 11 pending; best val 0.4123"`` from Tune trials."""
+    status = [str(t.status) for t in trials]
+    vals = [float(t.last_result["val_primary"]) for t in trials
+            if (t.last_result or {}).get("val_primary") is not None and np.isfinite(t.last_result["val_primary"])]
+    best = (min(vals) if mode == "min" else max(vals)) if vals else float("nan")
+    return (f"{sum(s in ('TERMINATED', 'ERROR') for s in status)}/{len(trials)} trials done, "
+            f"{status.count('RUNNING')} running, {status.count('PENDING')} pending; best val {best:.4f}")
+
+
 def run_tuner(cfg: SweepConfig, data: SweepData, run_dir: Path, resume: bool, trainable: Any = None) -> Any:
     """Fit (or restore and finish) the grid; returns the ``ResultGrid``. ``trainable`` (already wrapped with its
     resources) replaces the cached-feature trainable (bench/bench_sweep.py's naive baseline)."""
@@ -128,6 +157,8 @@ def run_tuner(cfg: SweepConfig, data: SweepData, run_dir: Path, resume: bool, tr
                                         max_concurrent_trials=cfg.max_concurrent_trials),
             run_config=tune.RunConfig(
                 name=run_dir.name, storage_path=str(run_dir.parent), verbose=0,
+                callbacks=[progress_callback(f"{data.task.benchmark} {len(cfg.grid.lr) * len(cfg.grid.wd)} settings",
+                                             cfg.features.progress_every_s, mode)],
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                 failure_config=tune.FailureConfig(max_failures=1)))
     return tuner.fit()

@@ -85,6 +85,24 @@ def test_folds_expand_only_fold_benchmarks(tmp_path: Path) -> None:
         validate(cfg)
 
 
+def test_progress_line_counts_trials_and_best_val(capsys: pytest.CaptureFixture[str]) -> None:
+    from types import SimpleNamespace as T
+
+    from orchestrator.sweep import progress_callback, progress_line
+
+    trials = [T(status="TERMINATED", last_result={"val_primary": 0.25}), T(status="RUNNING", last_result={}),
+              T(status="RUNNING", last_result={"val_primary": 0.5}), T(status="PENDING", last_result=None),
+              T(status="ERROR", last_result={"val_primary": float("nan")})]
+    assert progress_line(trials, "max") == "2/5 trials done, 2 running, 1 pending; best val 0.5000"
+    assert progress_line(trials, "min").endswith("best val 0.2500")
+    cb = progress_callback("x", every_s=0.0)
+    cb.on_step_end(iteration=1, trials=trials)
+    assert capsys.readouterr().out.startswith("[sweep] x: 2/5 trials done")
+    quiet = progress_callback("x", every_s=3600.0)
+    quiet.on_step_end(iteration=1, trials=trials)
+    assert capsys.readouterr().out == ""  # throttled
+
+
 def test_fold_cli_values() -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
     from sweep_probes import parse_folds

@@ -60,7 +60,7 @@ class ScoreOptions(BaseModel):
         return self
 
 
-def _load_arrays(path: Path) -> dict[str, np.ndarray]:
+def load_npz_arrays(path: Path) -> dict[str, np.ndarray]:
     """All arrays of an NPZ file (pickled object arrays refused)."""
     if not path.is_file():
         raise ScoreInputError(f"{path}: file not found")
@@ -97,7 +97,7 @@ def read_task_arrays(task: str, path: Path) -> dict[str, np.ndarray]:
     """Load and check the NPZ arrays of ``task``: presence, dtype, ndim and matching shapes."""
     if task not in NPZ_KEYS:
         raise ScoreInputError(f"unknown task {task!r}; expected one of {TASKS}")
-    arrays = _load_arrays(path)
+    arrays = load_npz_arrays(path)
     required, optional = NPZ_KEYS[task], OPTIONAL_NPZ_KEYS.get(task, {})
     missing = [key for key in required if key not in arrays]
     if missing:
@@ -131,7 +131,7 @@ def _infer_protocol(options: ScoreOptions, arrays: dict[str, np.ndarray]) -> Rel
 def _triplet_maps(options: ScoreOptions, arrays: dict[str, np.ndarray]) -> np.ndarray:
     """The triplet map from ``--maps``, else the input's ``maps`` key, else the synthetic map (with a warning)."""
     if options.maps_path is not None:
-        maps_arrays = _load_arrays(options.maps_path)
+        maps_arrays = load_npz_arrays(options.maps_path)
         if "maps" not in maps_arrays:
             raise ScoreInputError(f"{options.maps_path}: missing key ['maps'] (an [N_triplets, 3] int array)")
         return _get(maps_arrays, options.maps_path, "maps", ("iu", 2))

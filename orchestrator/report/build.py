@@ -17,13 +17,14 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from orchestrator.report.collect import Collected, PretrainEntry, ReportError, SweepEntry, backbone_labels, collect
 from orchestrator.report.html import PlotGroup, render_page
 from orchestrator.report.plots import (PLOTS_DIR, has_plots, log_pretrain_plots, log_sweep_plots,
                                        render_pretrain_plots)
 from orchestrator.report.tables import Table, build_tables, format_value, table_csv, table_markdown
+from orchestrator.tracking import client
 
 DEFAULT_EXPERIMENTS = ("probe-sweeps", "surgmotion-pretrain")
 REPORT_EXPERIMENT = "surgmotion-report"
@@ -49,15 +50,10 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")[:100] or "run"
 
 
-def _client(uri: str) -> Any:  # an mlflow.MlflowClient
-    from orchestrator.tracking import client
-
-    return client(uri)
-
 
 def download_plots(uri: str, run_id: str, dest: Path) -> list[Path]:
     """The run's ``plots/*.png`` artifacts, downloaded into ``dest``."""
-    c = _client(uri)
+    c = client(uri)
     dest.mkdir(parents=True, exist_ok=True)
     out = []
     for info in c.list_artifacts(run_id, PLOTS_DIR):
@@ -74,7 +70,7 @@ def sweep_plots(uri: str, entry: SweepEntry, dest: Path, notes: list[str]) -> tu
     """(PNGs, how they were obtained) of one sweep parent: downloaded, or drawn from its predictions + logged."""
     if has_plots(uri, entry.run_id):
         return download_plots(uri, entry.run_id, dest), "downloaded"
-    c = _client(uri)
+    c = client(uri)
     if not any(a.path == PREDICTIONS for a in c.list_artifacts(entry.run_id)):
         notes.append(f"sweep run {entry.run_id} ({entry.benchmark.name}): no {PREDICTIONS}, no plots")
         return [], "no predictions"
@@ -188,7 +184,7 @@ def log_report_run(uri: str, experiment: str, out_dir: Path, experiments: list[s
     """A new run in ``experiment`` holding every output file as an artifact."""
     from orchestrator.tracking import ensure_experiment
 
-    c = _client(uri)
+    c = client(uri)
     name = f"report-{time.strftime('%Y%m%d-%H%M%S')}"
     run = c.create_run(ensure_experiment(uri, experiment), run_name=name,
                        tags={"surgmotion.job": "report", "mlflow.runName": name})

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from orchestrator.config import ConfigError
+from orchestrator.tracking import client
 
 FAMILIES = ("phase", "action", "triplet", "skill", "segmentation", "depth")
 PARENT_TAG = "mlflow.parentRunId"
@@ -121,16 +122,11 @@ def benchmark_info(name: str, metric_names: list[str], task_hint: str | None = N
 
 
 # ------------------------------------------------------------------------------------------------- runs
-def _client(tracking_uri: str) -> Any:
-    from orchestrator.tracking import client
-
-    return client(tracking_uri)
-
 
 def experiment_ids(tracking_uri: str, names: list[str], required: bool) -> dict[str, str]:
     """name → experiment id. A missing experiment is an error when ``required`` (the user named it), else it is
     left out; no experiment at all is always an error."""
-    c = _client(tracking_uri)
+    c = client(tracking_uri)
     found: dict[str, str] = {}
     missing = []
     for name in names:
@@ -149,7 +145,7 @@ def experiment_ids(tracking_uri: str, names: list[str], required: bool) -> dict[
 
 def iter_runs(tracking_uri: str, experiment_id: str) -> Iterator[Any]:
     """Every run of the experiment, newest first (all pages)."""
-    c = _client(tracking_uri)
+    c = client(tracking_uri)
     token = None
     while True:
         page = c.search_runs([experiment_id], max_results=1000, order_by=["attributes.start_time DESC"],
@@ -177,7 +173,7 @@ def sweep_entry(run: Any, experiment: str, infos: dict[str, BenchmarkInfo]) -> S
 
 
 def pretrain_entry(run: Any, experiment: str, tracking_uri: str) -> PretrainEntry:
-    history = _client(tracking_uri).get_metric_history(run.info.run_id, "loss")
+    history = client(tracking_uri).get_metric_history(run.info.run_id, "loss")
     return PretrainEntry(run_id=run.info.run_id, experiment=experiment,
                          name=run.data.tags.get("mlflow.runName") or run.info.run_name or run.info.run_id,
                          status=run.info.status, start_time=int(run.info.start_time or 0),

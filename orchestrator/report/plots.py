@@ -134,8 +134,9 @@ def log_pretrain_plots(tracking_uri: str, run_id: str, out_dir: Path | None = No
 def load_predictions(npz_path: Path) -> dict[str, np.ndarray]:
     if not Path(npz_path).is_file():
         raise FileNotFoundError(f"predictions file {npz_path} does not exist")
-    with np.load(npz_path, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
+    from orchestrator.benchmarks.metrics_io import load_npz_arrays  # score.py's reader: no pickles, clear errors
+
+    return load_npz_arrays(Path(npz_path))
 
 
 def _drawers() -> dict[str, list[tuple[str, Callable[..., Any]]]]:

@@ -64,7 +64,7 @@ def main() -> int:
     args = build_parser().parse_args()
 
     from orchestrator.config import ConfigError, load_config, work_dir
-    from orchestrator.sweep import SweepConfig, run_sweeps, summary_table, validate
+    from orchestrator.sweep import SweepConfig, run_sweeps, summary_table
 
     cfg = load_config(SweepConfig, args.config, args.overrides)
     if not args.all and not args.benchmark:
@@ -87,14 +87,7 @@ def main() -> int:
         cfg.data_root = str(build_synthetic_suite(home / "synthetic_suite", seed=0, workers=1,
                                                   progress=lambda m: print(f"[suite] {m}", flush=True)))
 
-    validate(cfg)
-
-    import ray
-
-    if not ray.is_initialized():
-        ray.init(include_dashboard=False)
-    ray.data.DataContext.get_current().enable_progress_bars = False
-    results = run_sweeps(cfg, resume=args.resume)
+    results = run_sweeps(cfg, resume=args.resume)  # validates the config (annotations included) before Ray starts
     print(summary_table(results))
     total = sum(r.seconds for r in results)
     print(f"[sweep] {len(results)} sweep(s) in {total:.0f} s; MLflow experiment {cfg.experiment!r}", file=sys.stderr)

@@ -281,9 +281,9 @@ def run_probe_sweep(cfg: SweepConfig, backbone: str, benchmark: str | BenchmarkS
     return result
 
 
-def _validate_benchmarks(cfg: SweepConfig) -> None:
+def _validate_benchmarks(cfg: SweepConfig) -> dict[str, list[int | None]]:
     """Every benchmark resolves, its root exists, and its annotations parse (malformed files fail here, naming
-    the file, before Ray starts); fold options apply to at least one benchmark."""
+    the file, before Ray starts); fold options apply to at least one benchmark. Returns each benchmark's folds."""
     from orchestrator.benchmarks.registry import load_samples, with_fold
 
     for name in cfg.benchmarks:
@@ -296,11 +296,12 @@ def _validate_benchmarks(cfg: SweepConfig) -> None:
     for name, spec in specs.items():
         for split in SPLITS:
             load_samples(spec if folds[name][0] is None else with_fold(spec, folds[name][0]), cfg.root_for(name), split)
+    return folds
 
 
-def validate(cfg: SweepConfig) -> None:
+def validate(cfg: SweepConfig) -> dict[str, list[int | None]]:
     """Fail fast (before Ray starts) on malformed backbone specs, unknown benchmarks, missing data roots and
-    malformed annotation files."""
+    malformed annotation files. Returns the folds to sweep per benchmark (``[None]``: its default split)."""
     if not cfg.backbones:
         raise ConfigError("backbones: empty; give at least one backbone spec (random:tiny, surgmotion:<dir>, ...)")
     for bb in cfg.backbones:
@@ -316,14 +317,20 @@ def validate(cfg: SweepConfig) -> None:
             name = arg.partition("@")[0]
             if not timm.is_model(name):
                 raise BackboneError(f"backbone {bb!r}: timm has no model {name!r} (see timm.list_models())")
-    _validate_benchmarks(cfg)  # last: it parses every annotation file
+    return _validate_benchmarks(cfg)  # last: it parses every annotation file
 
 
 def run_sweeps(cfg: SweepConfig, *, resume: bool = False) -> list[SweepResult]:
-    """Every (backbone, benchmark, fold) of the config, backbones outer (one backbone's features at a time)."""
-    validate(cfg)
-    jobs = [(bb, bench, fold) for bb in cfg.backbones for bench in cfg.benchmarks
-            for fold in folds_for(cfg, resolve_benchmark(bench, cfg.root_for(bench)))]
+    """Every (backbone, benchmark, fold) of the config, backbones outer (one backbone's features at a time).
+    Validates the config first (nothing starts Ray before that), then starts a local Ray without the dashboard
+    if none is running."""
+    import ray
+
+    folds = validate(cfg)
+    if not ray.is_initialized():
+        ray.init(include_dashboard=False)
+    ray.data.DataContext.get_current().enable_progress_bars = False  # the sweep prints its own progress lines
+    jobs = [(bb, bench, fold) for bb in cfg.backbones for bench in cfg.benchmarks for fold in folds[bench]]
     results = []
     for i, (bb, bench, fold) in enumerate(jobs, 1):
         where = "" if fold is None else f" fold {fold}"

@@ -83,6 +83,13 @@ def test_folds_expand_only_fold_benchmarks(tmp_path: Path) -> None:
                       folds=[0])
     with pytest.raises(ConfigError, match="none of .* has folds"):
         validate(cfg)
+    # validate returns the folds run_sweeps expands (here: every fold of each benchmark)
+    from benchmark_fixtures.other import build_jigsaws, build_sa160
+
+    roots = {"JIGSAWS": str(build_jigsaws(tmp_path / "jig")), "SurgicalActions160": str(build_sa160(tmp_path / "sa"))}
+    both = SweepConfig(benchmarks=list(roots), backbones=["random:tiny"], data_roots=roots, folds="all")
+    assert validate(both) == {"JIGSAWS": every, "SurgicalActions160": [f for fs in list_folds(sa160).values()
+                                                                       for f in fs]}
 
 
 def test_progress_line_counts_trials_and_best_val(capsys: pytest.CaptureFixture[str]) -> None:

@@ -23,7 +23,7 @@ from orchestrator.report.collect import Collected, PretrainEntry, ReportError, S
 from orchestrator.report.html import PlotGroup, render_page
 from orchestrator.report.plots import (PLOTS_DIR, has_plots, log_pretrain_plots, log_sweep_plots,
                                        render_pretrain_plots)
-from orchestrator.report.tables import Table, build_tables, format_value, table_csv, table_markdown
+from orchestrator.report.tables import Table, build_tables, format_value, md_table, table_csv, table_markdown
 from orchestrator.tracking import client
 
 DEFAULT_EXPERIMENTS = ("probe-sweeps", "surgmotion-pretrain")
@@ -132,12 +132,6 @@ def pretrain_rows(runs: list[PretrainEntry]) -> list[list[str]]:
     return [[p.name, p.status, str(p.steps), format_value(p.last.get("loss")), format_value(p.last.get("clips_per_s")),
              time.strftime("%Y-%m-%d %H:%M", time.localtime(p.start_time / 1000)), p.experiment, p.run_id]
             for p in runs]
-
-
-def md_table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
-    return "\n".join(lines) + "\n"
 
 
 def render_markdown(title: str, meta: list[tuple[str, str]], notes: list[str], tables: list[Table],

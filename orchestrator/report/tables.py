@@ -117,13 +117,19 @@ def _marked_cells(table: Table, bold: str, under: str) -> list[list[str]]:
     return cells
 
 
+def md_table(header: list[str], rows: list[list[str]], right_from: int | None = None) -> str:
+    """A GitHub-flavoured Markdown table (``|`` in cells escaped); columns from ``right_from`` on right-aligned."""
+    sep = ["---:" if right_from is not None and j >= right_from else "---" for j in range(len(header))]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(sep) + "|"]
+    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
 def table_markdown(table: Table) -> str:
     """A GitHub-flavoured Markdown table: **best**, <u>second</u>."""
     head = ["backbone"] + [f"{c.benchmark} · {c.metric} {c.arrow}" for c in table.columns]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" + "---:|" * len(table.columns)]
-    for label, cells in zip(table.rows, _marked_cells(table, "**{}**", "<u>{}</u>")):
-        lines.append("| " + " | ".join([label.replace("|", "\\|")] + cells) + " |")
-    return "\n".join(lines) + "\n"
+    cells = _marked_cells(table, "**{}**", "<u>{}</u>")
+    return md_table(head, [[label, *row] for label, row in zip(table.rows, cells)], right_from=1)
 
 
 def table_html(table: Table) -> str:

@@ -123,6 +123,29 @@ def start_training(cfg: PretrainConfig, info: dict[str, Any], done: threading.Ev
     return trainer
 
 
+def kill_node_workers(node: Node) -> int:
+    """SIGKILL every worker process of ``node`` (the descendants of its Ray system processes) and wait until they
+    are gone. ``Cluster.remove_node`` kills only the system processes; the workers would notice the dead raylet
+    and exit a moment later, still logging steps meanwhile, which a lost machine never does. Returns how many."""
+    import psutil  # Ray's vendored copy (on sys.path once ray is imported)
+
+    procs = []
+    for _, proc in node.live_processes():
+        try:
+            procs += psutil.Process(proc.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            continue
+    for child in procs:
+        try:
+            child.kill()
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(procs, timeout=10)
+    if alive:
+        raise RuntimeError(f"worker processes {[p.pid for p in alive]} of node {node.node_id} survived SIGKILL")
+    return len(procs)
+
+
 def kill_and_replace_worker(cluster: Cluster, worker: Node, workers: int, run_dir: Path, done: threading.Event,
                             deadline: float, info: dict[str, Any]) -> None:
     """After the first committed checkpoint, SIGKILL ``worker`` and add a replacement node (recorded in ``info``)."""
@@ -135,6 +158,7 @@ def kill_and_replace_worker(cluster: Cluster, worker: Node, workers: int, run_di
         return
     info["committed_before_kill"] = step
     info["t_kill_ms"] = now_ms()
+    info["killed_workers"] = kill_node_workers(worker)
     cluster.remove_node(worker, allow_graceful=False)
     info["t_dead_ms"] = now_ms()  # every process of the node is gone: later metrics are the retry's
     info["committed_at_death"] = committed_step(run_dir)

@@ -67,6 +67,7 @@ def test_killed_worker_node_run_resumes_on_a_new_node_as_one_mlflow_run(tiny_cor
     # The failure really happened: the worker node died after a committed checkpoint and before the end.
     k, every = info["committed_before_kill"], info["checkpoint_every"]
     assert every <= k < STEPS and info["replacement_node"]
+    assert info["killed_workers"] >= WORKERS  # the node's Train workers died with it, not after it
     assert info["driver_node"] == info["head_node"]
 
     # Placement: the first worker group ran on the killed node, the retry (exactly one) on its replacement.

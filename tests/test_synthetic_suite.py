@@ -219,6 +219,25 @@ def test_action_labels_are_visible_as_frame_difference_energy(suite: Path) -> No
     assert auc >= 0.7, auc
 
 
+def test_phase_labels_are_visible_as_scene_changes(suite: Path) -> None:
+    """Each phase leaves its own marks on the field (synthetic_marks): from one 1-fps instant to the next, the
+    colour histogram of the frame's centre changes more across a phase boundary than within a phase (AUC)."""
+    jumps, boundary = [], []
+    for video in sorted({s.source for s in _all("synthetic-phase", suite)}):
+        rec, gt = _gt(video)
+        frames = decord.VideoReader(video).get_batch([int(f) for f in gt["gt_frames"]]).asnumpy()
+        h, w = frames.shape[1:3]
+        centre = frames[:, h // 4:3 * h // 4, w // 4:3 * w // 4] // 32         # 8 levels per channel
+        hists = np.stack([np.bincount((c[..., 0] * 64 + c[..., 1] * 8 + c[..., 2]).ravel(), minlength=512)
+                          for c in centre.astype(np.int64)]) / centre[0, ..., 0].size
+        jumps += list(np.abs(np.diff(hists, axis=0)).sum(1))
+        boundary += list(np.diff(gt["phase"][gt["gt_frames"]]) != 0)
+    jumps_a, boundary_a = np.array(jumps), np.array(boundary)
+    assert boundary_a.sum() >= 5 and (~boundary_a).sum() >= 5
+    auc = (jumps_a[boundary_a][:, None] > jumps_a[~boundary_a][None]).mean()
+    assert auc >= 0.75, auc
+
+
 def test_segmentation_labels_are_visible_as_brightness(suite: Path) -> None:
     """The bump is brighter than the tissue around it in (nearly) every positive frame."""
     wins = []

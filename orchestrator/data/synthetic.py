@@ -13,7 +13,10 @@
 Each video follows a latent script: 4-7 phases (increasing ids in the specialty's workflow, random durations),
 each with its own instrument set, motion style (still / sweep / circular / jitter) and speed; per instrument a
 verb (visible as the jaw pattern, coagulation glow) and a target. The camera drifts and zooms over a shaded tissue
-canvas; a polyp-like bump is visible in some frames; smoke fades in and out around cut/coagulate phases.
+canvas; a polyp-like bump is visible in some frames; smoke fades in and out around cut/coagulate phases. Each
+phase also changes the operating field (``synthetic_marks``): fat, clips, a cut duct, dye, a capsulorhexis rim, a
+narrow-band tint... shown while the phase runs, some persisting afterwards, so the phase is visible in the scene
+as it is in real surgery, not only in the instrument.
 
 Ground-truth arrays (``load_ground_truth(video) -> (VideoRecord, dict)``), T = n_frames at the native fps,
 I = len(INSTRUMENTS), S = number of 1-fps samples (frames 0, fps, 2*fps, ... < T):
@@ -43,7 +46,8 @@ leaves the others unchanged), and the encoder runs with one thread and ``mbtree=
 ``synthetic_render.encode_h264``): the same config gives byte-identical .mp4/.npz/.json files.
 
 Modules: the latent script (vocabularies, source profiles, per-video records, :func:`plan_video`) lives in
-``synthetic_script``, the pixels in ``synthetic_render``; this module writes videos and corpora and re-exports
+``synthetic_script``, the pixels in ``synthetic_render`` (primitives in ``synthetic_draw``, the phases' marks in
+``synthetic_marks``); this module writes videos and corpora and re-exports
 the script's public names, so ``from orchestrator.data.synthetic import ...`` is the one import to use.
 """
 from __future__ import annotations
@@ -82,7 +86,7 @@ from orchestrator.data.synthetic_script import (  # noqa: F401  (re-exported: th
     plan_video,
 )
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 MARKER = ".complete"
 
 

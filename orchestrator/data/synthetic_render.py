@@ -15,7 +15,7 @@ All images are float32 RGB in [0, 1] until the final uint8 conversion; there are
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Literal
@@ -23,6 +23,8 @@ from typing import Literal
 import av
 import numpy as np
 from scipy import ndimage
+
+from orchestrator.data import synthetic_draw as D
 
 Pattern = Literal["tissue", "lumen", "eye"]
 TipKind = Literal["jaw", "hook", "ring", "blunt"]
@@ -95,6 +97,11 @@ class Scene:
     height: int
     width: int
     blob_centre: tuple[float, float]   # canvas px (canvas centre when there is no blob)
+    stages: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)  # (colour, colour_blob) per stage
+
+    @property
+    def has_blob(self) -> bool:
+        return self.colour_blob is not self.colour
 
 
 @dataclass
@@ -115,6 +122,7 @@ class FrameState:
     smoke: float                         # haze opacity 0..1
     haze_shift: tuple[int, int]
     instruments: list[InstrumentState]
+    stage: int = -1                      # index into scene.stages (synthetic_marks); -1 = the bare canvases
 
 
 # ----------------------------------------------------------------------------------------------- canvas building
@@ -261,8 +269,9 @@ def build_scene(rng: np.random.Generator, look: Look, h: int, w: int,
         bump = bump * np.float32(height_mm)
     pad = w // 4
     haze = np.clip(0.6 + 0.3 * smooth_noise(rng, (h + pad, w + pad), 0.3 * w), 0, 1).astype(np.float32)
-    chw = [np.ascontiguousarray(c.transpose(2, 0, 1)) for c in (colour, colour_blob)]
-    return Scene(chw[0], chw[1], depth, bump, haze, aperture_mask(look, h, w), h, w, centre)
+    chw = np.ascontiguousarray(colour.transpose(2, 0, 1))
+    chw_blob = chw if blob is None else np.ascontiguousarray(colour_blob.transpose(2, 0, 1))
+    return Scene(chw, chw_blob, depth, bump, haze, aperture_mask(look, h, w), h, w, centre)
 
 
 # --------------------------------------------------------------------------------------------------- sampling
@@ -285,67 +294,6 @@ def sample_canvas(canvas: np.ndarray, camera: tuple[float, float, float], h: int
 
 
 # ------------------------------------------------------------------------------------------------ instruments
-def _stroke(rgb: np.ndarray, cover: np.ndarray, a: np.ndarray, b: np.ndarray, half_w: float,
-            colour: np.ndarray) -> None:
-    """Draw an anti-aliased capsule from ``a`` to ``b`` with metallic cross-shading, in place.
-
-    ``rgb`` is channel-first (3, H, W). Long diagonal strokes are processed in pieces along the axis (each pixel
-    belongs to the piece its projection falls in), so only small bounding boxes are touched."""
-    d = (b - a).astype(np.float32)
-    length = float(np.hypot(d[0], d[1])) + 1e-6
-    k = int(np.ceil(length / max(8 * half_w, 48.0)))
-    for i in range(k):
-        _stroke_piece(rgb, cover, a, d, length, half_w, colour, (i / k, (i + 1) / k if i < k - 1 else 2.0))
-
-
-def _stroke_piece(rgb: np.ndarray, cover: np.ndarray, a: np.ndarray, d: np.ndarray, length: float, half_w: float,
-                  colour: np.ndarray, span: tuple[float, float]) -> None:
-    h, w = cover.shape
-    pa, pb = a + span[0] * d, a + min(span[1], 1.0) * d
-    pad = half_w + 2
-    x0, x1 = int(max(min(pa[0], pb[0]) - pad, 0)), int(min(max(pa[0], pb[0]) + pad + 1, w))
-    y0, y1 = int(max(min(pa[1], pb[1]) - pad, 0)), int(min(max(pa[1], pb[1]) + pad + 1, h))
-    if x0 >= x1 or y0 >= y1:
-        return
-    py = np.arange(y0, y1, dtype=np.float32)[:, None] + 0.5
-    px = np.arange(x0, x1, dtype=np.float32)[None, :] + 0.5
-    t = np.clip(((px - a[0]) * d[0] + (py - a[1]) * d[1]) / length ** 2, 0, 1)
-    ex, ey = px - (a[0] + t * d[0]), py - (a[1] + t * d[1])
-    alpha = np.clip(half_w + 0.5 - np.sqrt(ex ** 2 + ey ** 2), 0, 1) * ((t >= span[0]) & (t < span[1]))
-    across = np.clip((ey * d[0] - ex * d[1]) / (length * half_w), -1, 1)     # signed position across the shaft
-    lum = 0.55 + 0.45 * np.cos(across * 1.4) + 0.6 * np.exp(-((across - 0.35) / 0.18) ** 2)
-    box = rgb[:, y0:y1, x0:x1]
-    box += (colour[:, None, None] * lum - box) * alpha
-    np.maximum(cover[y0:y1, x0:x1], alpha, out=cover[y0:y1, x0:x1])
-
-
-def _rot(v: np.ndarray, ang: float) -> np.ndarray:
-    c, s = np.cos(ang), np.sin(ang)
-    return np.array([c * v[0] - s * v[1], s * v[0] + c * v[1]], np.float32)
-
-
-def _ring(rgb: np.ndarray, cover: np.ndarray, centre: np.ndarray, radius: float, half_w: float,
-          colour: np.ndarray) -> None:
-    """A snare loop: approximated by 12 capsules around a circle."""
-    angles = np.linspace(0, 2 * np.pi, 13)
-    pts = centre[None, :] + radius * np.stack([np.cos(angles), np.sin(angles)], 1).astype(np.float32)
-    for p, q in zip(pts[:-1], pts[1:]):
-        _stroke(rgb, cover, p, q, half_w, colour)
-
-
-def _glow(rgb: np.ndarray, centre: np.ndarray, sigma: float, amount: float) -> None:
-    h, w = rgb.shape[1:]
-    r = int(3 * sigma) + 1
-    x0, x1 = max(int(centre[0]) - r, 0), min(int(centre[0]) + r + 1, w)
-    y0, y1 = max(int(centre[1]) - r, 0), min(int(centre[1]) + r + 1, h)
-    if x0 >= x1 or y0 >= y1:
-        return
-    py = np.arange(y0, y1, dtype=np.float32)[:, None] + 0.5 - centre[1]
-    px = np.arange(x0, x1, dtype=np.float32)[None, :] + 0.5 - centre[0]
-    g = amount * np.exp(-(px ** 2 + py ** 2) / (2 * sigma ** 2))
-    rgb[:, y0:y1, x0:x1] += np.array([1.0, 0.92, 0.65], np.float32)[:, None, None] * g
-
-
 def draw_instrument(rgb: np.ndarray, cover: np.ndarray, inst: InstrumentState) -> None:
     """Shaft from the entry point to the tip, then the tip: jaws opening by ``opening``, hook, or snare loop."""
     w = rgb.shape[2]
@@ -353,29 +301,30 @@ def draw_instrument(rgb: np.ndarray, cover: np.ndarray, inst: InstrumentState) -
     base, tip = np.asarray(inst.base, np.float32), np.asarray(inst.tip, np.float32)
     colour = np.asarray(tool.colour, np.float32)
     hw = max(tool.half_width * w, 1.0)
-    _stroke(rgb, cover, base, tip, hw, colour)
+    D.stroke(rgb, cover, base, tip, hw, colour)
     axis = tip - base
     axis = axis / (np.linalg.norm(axis) + 1e-6)
     jaw_len, jaw_w = tool.jaw * w, max(hw * 0.55, 0.8)
     if tool.tip == "jaw":
         for sign in (-1.0, 1.0):
-            _stroke(rgb, cover, tip, tip + jaw_len * _rot(axis, sign * inst.opening / 2), jaw_w, colour * 0.8)
+            D.stroke(rgb, cover, tip, tip + jaw_len * D.rot(axis, sign * inst.opening / 2), jaw_w, colour * 0.8)
     elif tool.tip == "hook":
         bend = tip + jaw_len * axis
-        _stroke(rgb, cover, tip, bend, jaw_w, colour)
-        _stroke(rgb, cover, bend, bend + 0.6 * jaw_len * _rot(axis, np.pi / 2), jaw_w, colour)
+        D.stroke(rgb, cover, tip, bend, jaw_w, colour)
+        D.stroke(rgb, cover, bend, bend + 0.6 * jaw_len * D.rot(axis, np.pi / 2), jaw_w, colour)
     elif tool.tip == "ring":
         radius = jaw_len * (0.35 + 0.5 * min(inst.opening, 1.2))
-        _ring(rgb, cover, tip + radius * axis, radius, jaw_w * 0.7, colour)
+        D.ring(rgb, cover, tip + radius * axis, radius, jaw_w * 0.7, colour)
     if inst.glow > 0:
-        _glow(rgb, tip + 0.5 * jaw_len * axis, max(2.5 * hw, 2.0), 0.8 * inst.glow)
+        D.glow(rgb, tip + 0.5 * jaw_len * axis, max(2.5 * hw, 2.0), 0.8 * inst.glow)
 
 
 # ---------------------------------------------------------------------------------------------------- frames
 def render_frame(scene: Scene, state: FrameState) -> tuple[np.ndarray, np.ndarray]:
     """One frame: uint8 RGB (H, W, 3) and the instrument coverage in [0, 1] (H, W)."""
     h, w = scene.height, scene.width
-    canvas = scene.colour_blob if state.blob_visible else scene.colour
+    colour, colour_blob = scene.stages[state.stage] if state.stage >= 0 else (scene.colour, scene.colour_blob)
+    canvas = colour_blob if state.blob_visible else colour
     zoom = state.camera[2]
     rgb = sample_canvas(canvas, state.camera, h, w)
     cover = np.zeros((h, w), np.float32)

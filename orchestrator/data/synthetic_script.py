@@ -24,6 +24,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 from scipy.ndimage import gaussian_filter1d
 
+from orchestrator.data import synthetic_marks as M
 from orchestrator.data import synthetic_render as R
 
 if TYPE_CHECKING:  # only for annotations: synthetic.py imports this module
@@ -320,10 +321,11 @@ def _video_seed(config: SyntheticConfig, source: str, index: int) -> int:
     return int(np.random.SeedSequence([config.seed, key, index]).generate_state(1)[0])
 
 
-def _frame_states(c: _Ctx, camera: np.ndarray, blob_visible: np.ndarray, smoke: np.ndarray,
+def _frame_states(c: _Ctx, segs: list[PhaseSegment], camera: np.ndarray, blob_visible: np.ndarray, smoke: np.ndarray,
                   tracks: dict[int, dict[str, np.ndarray]],
                   bases: dict[int, tuple[float, float]]) -> list[R.FrameState]:
     pad, states = c.w // 4, []
+    stage = _per_frame(segs, list(range(len(segs))), c.n).astype(int)
     for t in range(c.n):
         insts = [R.InstrumentState(R.TOOLS[INSTRUMENTS[i]], bases[i], (float(tr["tip"][t, 0]), float(tr["tip"][t, 1])),
                                    float(tr["opening"][t]), float(tr["glow"][t]))
@@ -331,7 +333,7 @@ def _frame_states(c: _Ctx, camera: np.ndarray, blob_visible: np.ndarray, smoke: 
         shift = (int(pad / 2 * (1 + np.sin(2 * np.pi * t / (7 * c.fps)))),
                  int(pad / 2 * (1 + np.cos(2 * np.pi * t / (9 * c.fps)))))
         states.append(R.FrameState((float(camera[t, 0]), float(camera[t, 1]), float(camera[t, 2])),
-                                   bool(blob_visible[t]), float(smoke[t]), shift, insts))
+                                   bool(blob_visible[t]), float(smoke[t]), shift, insts, int(stage[t])))
     return states
 
 
@@ -360,6 +362,8 @@ def plan_video(config: SyntheticConfig, source: str, index: int) -> VideoPlan:
     camera = _camera_path(c, segs)
     blob_visible, blob = _plan_blob(c, segs)
     scene = R.build_scene(c.rng, c.look, c.h, c.w, blob)
+    scene.stages = M.stage_canvases(np.random.default_rng([vseed, 1]), M.PHASE_MARKS[source],
+                                    [s.phase for s in segs], scene)
     blob_xy = None
     if blob is not None:
         blob_xy = (np.array(scene.blob_centre)[None] - camera[:, :2]) * camera[:, 2:] + np.array([c.w / 2, c.h / 2])
@@ -378,5 +382,5 @@ def plan_video(config: SyntheticConfig, source: str, index: int) -> VideoPlan:
         width=c.w, height=c.h, vocabularies=Vocabularies(phases=list(prof.phases)), segments=segs,
         smoothness=round(_smoothness(arrays["tip_xy"], c.w), 6), jitter_level=round(jitter, 6),
         blob_present=blob is not None, seed=config.seed, video_index=index, video_seed=vseed)
-    states = _frame_states(c, camera, blob_visible, smoke, tracks, bases)
+    states = _frame_states(c, segs, camera, blob_visible, smoke, tracks, bases)
     return VideoPlan(record, scene, states, arrays, 0.0 if blob is None else blob[1])

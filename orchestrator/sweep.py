@@ -215,7 +215,8 @@ def select_and_test(data: SweepData, spec: BenchmarkSpec, grid: Any, run_dir: Pa
                                                                                               Path]:
     """The best trial by VAL primary metric, its head evaluated once on test → (trial, test metrics, npz path)."""
     best = _best(grid, metric_mode(spec.primary_metric))
-    head, std = load_head(data.task, best.checkpoint.to_directory())
+    with best.checkpoint.as_directory() as ckpt_dir:   # local storage: no copy (to_directory() leaked /tmp copies)
+        head, std = load_head(data.task, ckpt_dir)
     test, arrays = evaluate_head(data.task, head, _rows(data.tokens["test"]), data.splits["test"], std)
     if len(data.test_samples) == len(data.splits["test"].labels):
         arrays = {**arrays, **_sample_arrays(data.test_samples)}

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -179,6 +180,34 @@ def test_sweep_nesting_learns_and_rerun_hits_cache(ray_cluster: str, tiny_root: 
     again = run_probe_sweep(cfg, "random:tiny", tiny_phase_benchmark(), root=tiny_root)
     assert EXTRACTION_COUNTER["extractions"] == before + 1
     assert again.parent_run_id != res.parent_run_id and len(children(cfg, again.parent_run_id)) == 4
+
+
+@pytest.mark.slow
+def test_probe_beats_chance_on_the_shipped_synthetic_phase_benchmark(ray_cluster: str, tmp_path: Path) -> None:
+    """The default suite (SuiteConfig(): 3 sources x 7 phases = 21 classes) with the default sweep config, a
+    random-init backbone and 2 of the 16 settings: the val-selected head clearly beats a uniform guess and the
+    constant (majority-class) predictor on the test videos."""
+    from orchestrator.benchmarks.metrics import phase_metrics
+    from orchestrator.benchmarks.registry import load_samples
+    from orchestrator.benchmarks.synthetic_suite import PHASE_CLASSES, build_synthetic_suite
+
+    root = build_synthetic_suite(tmp_path / "suite")
+    cfg = load_config(SweepConfig, DEFAULT_CONFIG, [
+        "grid.lr=[0.005, 0.001]", "grid.wd=[0.1]", "experiment=phase-chance", "backbones=[random:tiny]",
+        f"tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}", f"cache_dir={tmp_path / 'cache'}",
+        f"storage_dir={tmp_path / 'sweeps'}"])
+    leaked = lambda: set(Path(tempfile.gettempdir()).glob("checkpoint_tmp_*"))  # noqa: E731
+    before = leaked()
+    res = run_probe_sweep(cfg, "random:tiny", "synthetic-phase", root=root)
+    assert leaked() <= before            # the best head is read in place, not copied to a temp dir and left
+    test = load_samples("synthetic-phase", root, "test")
+    labels, video = np.array([s.label for s in test]), np.array([s.video_id for s in test])
+    classes = len(PHASE_CLASSES)
+    majority = phase_metrics(video, labels, np.full_like(labels, np.bincount(labels).argmax()), classes)
+    guess = phase_metrics(video, labels, np.random.default_rng(0).integers(0, classes, len(labels)), classes)
+    got = res.test_metrics
+    assert got["accuracy"] >= 2 * max(majority["accuracy"], 1 / classes), (got, majority)
+    assert got["f1"] >= 3 * max(majority["f1"], guess["f1"]) and got["f1"] >= 0.15, (got, majority, guess)
 
 
 @pytest.mark.slow

@@ -150,13 +150,17 @@ def register_checkpoint(tracking_uri: str, run_id: str, model_name: str, artifac
                         tags: dict[str, str]) -> str:
     """Register ``runs:/<run_id>/<artifact_path>`` (a logged checkpoint: model.pt + config.yaml) as a new version
     of ``model_name`` (created on first use); the version carries ``tags`` and the config as its description.
-    Returns the version number."""
+    Returns the version number. A version of this run's same artifact with the same tags is reused, so re-running
+    a finished pretraining name does not register a duplicate."""
     c = client(tracking_uri)
     if not c.search_registered_models(filter_string=f"name = '{model_name.replace(chr(39), '')}'"):
         c.create_registered_model(model_name, description="SurgMotion encoders (EMA target) from "
                                   "experiments/pretrain.py; load with `--backbone surgmotion:<downloaded dir>`")
     run = c.get_run(run_id)
     source = f"{run.info.artifact_uri.rstrip('/')}/{artifact_path}"
+    for existing in c.search_model_versions(f"name = '{model_name.replace(chr(39), '')}' and run_id = '{run_id}'"):
+        if existing.source == source and all(existing.tags.get(k) == v for k, v in tags.items()):
+            return str(existing.version)
     config = {k: v for k, v in run.data.params.items() if not SECRET_PATTERN.search(k)}
     desc = "\n".join(f"{k}: {v}" for k, v in sorted(config.items()))[:5000]
     version = c.create_model_version(model_name, source=source, run_id=run_id, tags=tags, description=desc)

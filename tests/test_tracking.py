@@ -55,3 +55,21 @@ def test_metric_logger_buffers_and_flushes(tmp_path: Path) -> None:
     assert [m.step for m in client.get_metric_history(run_id, "loss")] == [1, 2, 3]  # flushed after 3 calls
     log.flush()
     assert sorted(m.step for m in client.get_metric_history(run_id, "loss")) == [1, 2, 3, 4]
+
+
+def test_register_checkpoint_reuses_the_version_of_the_same_run_and_tags(tmp_path: Path) -> None:
+    from orchestrator.tracking import register_checkpoint
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    run_id, _ = start_or_resume_run(uri, "exp", "pre")
+    (tmp_path / "ckpt").mkdir()
+    (tmp_path / "ckpt" / "model.pt").write_bytes(b"weights")
+    mlflow.MlflowClient(uri).log_artifacts(run_id, str(tmp_path / "ckpt"), "checkpoint")
+    first = register_checkpoint(uri, run_id, "enc", "checkpoint", {"steps": "40"})
+    assert register_checkpoint(uri, run_id, "enc", "checkpoint", {"steps": "40"}) == first == "1"  # re-run
+    assert register_checkpoint(uri, run_id, "enc", "checkpoint", {"steps": "80"}) == "2"  # trained further
+    other, _ = start_or_resume_run(uri, "exp", "other")
+    mlflow.MlflowClient(uri).log_artifacts(other, str(tmp_path / "ckpt"), "checkpoint")
+    assert register_checkpoint(uri, other, "enc", "checkpoint", {"steps": "40"}) == "3"      # another run
+    versions = mlflow.MlflowClient(uri).search_model_versions("name = 'enc'")
+    assert sorted(int(v.version) for v in versions) == [1, 2, 3]

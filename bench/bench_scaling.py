@@ -71,7 +71,7 @@ def train_rate(manifest: Path, workers: int, work: Path, args: argparse.Namespac
     return statistics.median(steady)
 
 
-def main() -> None:
+def _parse() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--address", help="use this running cluster (host:port) instead of starting one")
     ap.add_argument("--clips", type=int, default=32, help="clips per data measurement")
@@ -84,29 +84,53 @@ def main() -> None:
     ap.add_argument("--train-crop", type=int, default=112)
     ap.add_argument("--skip-data", action="store_true")
     ap.add_argument("--skip-train", action="store_true")
-    args = ap.parse_args()
+    return ap.parse_args()
 
-    import ray
+
+def _start_local_cluster() -> tuple[int, dict[str, str]]:
+    """Start cluster/local.sh on the first free port of a few (it refuses ports in use) → (port, its env)."""
+    for port in (PORT, PORT + 20, PORT + 40):
+        env = dict(os.environ, SURGMOTION_RAY_PORT=str(port), SURGMOTION_RAY_DASHBOARD_PORT=str(port + 1900),
+                   SURGMOTION_RAY_TEMP_DIR=f"/tmp/smray-bench-{port}", RAY_AUTH_MODE=os.environ["RAY_AUTH_MODE"])
+        env.pop("RAY_ADDRESS", None)
+        try:
+            local_sh("up", env)
+        except RuntimeError:
+            continue
+        return port, env
+    raise RuntimeError("could not start the local cluster")
+
+
+def _measure(manifest: Path, args: argparse.Namespace, out: list[str]) -> None:
     from orchestrator.data.clip_index import build_clip_index
     from orchestrator.data.manifest import load_manifest
     from orchestrator.data.sampling import SamplingPlan
+
+    if not args.skip_data:
+        plan = SamplingPlan.from_index(build_clip_index(load_manifest(manifest), args.frames))
+        data_rate(plan, 4, 2, args)  # warm-up: start workers on both nodes, import decord
+        r1 = max(data_rate(plan, args.clips, 1, args) for _ in range(2))
+        r2 = max(data_rate(plan, args.clips, 2, args) for _ in range(2))
+        out.append(f"data  (T={args.frames}, short side {args.short_side}, crop {args.crop}): "
+                   f"1 decode task {r1:.2f} clips/s | 2 tasks (1 per node) {r2:.2f} clips/s | "
+                   f"scaling {r2 / r1:.2f}x")
+        print(out[-1], flush=True)
+    if not args.skip_train:
+        with tempfile.TemporaryDirectory(prefix="surgmotion_scaling_") as tmp:
+            t1 = train_rate(manifest, 1, Path(tmp), args)
+            t2 = train_rate(manifest, 2, Path(tmp), args)
+        out.append(f"train (tiny ViT, T={args.frames}, {args.train_crop} px, global batch 4, "
+                   f"{args.train_steps} steps): 1 worker {t1:.2f} clips/s | 2 workers (DDP) {t2:.2f} clips/s | "
+                   f"scaling {t2 / t1:.2f}x")
+
+
+def main() -> None:
+    args = _parse()
+    import ray
     from orchestrator.data.synthetic import SyntheticConfig, generate_corpus
 
     manifest = generate_corpus(Path(tempfile.gettempdir()) / "surgmotion_bench_corpus", SyntheticConfig(), workers=2)
-    started, port = False, PORT
-    if not args.address:
-        for port in (PORT, PORT + 20, PORT + 40):  # local.sh refuses ports in use: try a few
-            env = dict(os.environ, SURGMOTION_RAY_PORT=str(port), SURGMOTION_RAY_DASHBOARD_PORT=str(port + 1900),
-                       SURGMOTION_RAY_TEMP_DIR=f"/tmp/smray-bench-{port}", RAY_AUTH_MODE=os.environ["RAY_AUTH_MODE"])
-            env.pop("RAY_ADDRESS", None)
-            try:
-                local_sh("up", env)
-            except RuntimeError:
-                continue
-            started = True
-            break
-        else:
-            raise RuntimeError("could not start the local cluster")
+    port, env = _start_local_cluster() if not args.address else (PORT, {})
     address = args.address or f"127.0.0.1:{port}"
     out: list[str] = []
     try:
@@ -115,27 +139,12 @@ def main() -> None:
         nodes = [n for n in ray.nodes() if n["Alive"]]
         out.append(f"cluster {address}: {len(nodes)} nodes, {ray.cluster_resources().get('CPU', 0):.0f} CPUs; "
                    f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start")
-        if not args.skip_data:
-            plan = SamplingPlan.from_index(build_clip_index(load_manifest(manifest), args.frames))
-            data_rate(plan, 4, 2, args)  # warm-up: start workers on both nodes, import decord
-            r1 = max(data_rate(plan, args.clips, 1, args) for _ in range(2))
-            r2 = max(data_rate(plan, args.clips, 2, args) for _ in range(2))
-            out.append(f"data  (T={args.frames}, short side {args.short_side}, crop {args.crop}): "
-                       f"1 decode task {r1:.2f} clips/s | 2 tasks (1 per node) {r2:.2f} clips/s | "
-                       f"scaling {r2 / r1:.2f}x")
-            print(out[-1], flush=True)
-        if not args.skip_train:
-            with tempfile.TemporaryDirectory(prefix="surgmotion_scaling_") as tmp:
-                t1 = train_rate(manifest, 1, Path(tmp), args)
-                t2 = train_rate(manifest, 2, Path(tmp), args)
-            out.append(f"train (tiny ViT, T={args.frames}, {args.train_crop} px, global batch 4, "
-                       f"{args.train_steps} steps): 1 worker {t1:.2f} clips/s | 2 workers (DDP) {t2:.2f} clips/s | "
-                       f"scaling {t2 / t1:.2f}x")
+        _measure(manifest, args, out)
         out.append(f"load average at end {os.getloadavg()[0]:.1f}")
     finally:
         if ray.is_initialized():
             ray.shutdown()
-        if started:
+        if not args.address:
             local_sh("down", env)
     print("\n".join(out))
 

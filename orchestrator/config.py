@@ -6,6 +6,7 @@ one message naming the file and the dotted key; the CLIs turn it into exit code 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -27,6 +28,11 @@ def work_dir() -> Path:
 
     Absolute on purpose: ``ray job submit`` runs the driver in a temporary copy of the working dir."""
     return Path(os.environ.get("SURGMOTION_HOME", Path.home() / ".surgmotion")).expanduser().resolve()
+
+
+def slug(text: str, max_len: int = 120) -> str:
+    """``text`` as a file/folder-name part: runs of characters outside ``[A-Za-z0-9._-]`` become ``_``."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")[:max_len]
 
 
 class Strict(BaseModel):

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import shutil
 import time
 import uuid
@@ -28,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from model.backbones import BackboneError
 from orchestrator.benchmarks.spec import BenchmarkError, BenchmarkSpec, Sample
-from orchestrator.config import ConfigError
+from orchestrator.config import ConfigError, slug
 from orchestrator.features import backbone_info, ensure_features
 from orchestrator.sweep_config import (  # noqa: F401  (re-exported)
     DEFAULT_CONFIG, FewShotConfig, GridConfig, ProbeConfig, SweepConfig, SweepResult, TrialSummary, few_shot,
@@ -46,10 +45,6 @@ from orchestrator.sweep_train import (
 )
 
 SPLITS = ("train", "val", "test")
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")[:120]
 
 
 def backbone_label(spec: str) -> str:
@@ -186,7 +181,7 @@ def _backbone_dir(backbone: str) -> str:
     """Tune dir name of a backbone: its label, plus a hash of the full spec when the label shortened it."""
     label = backbone_label(backbone)
     suffix = "" if label == backbone else "-" + hashlib.sha1(backbone.encode()).hexdigest()[:8]
-    return _slug(label) + suffix
+    return slug(label) + suffix
 
 
 def _parent_name(run_dir: Path, backbone: str, benchmark: str, resume: bool) -> str:
@@ -255,7 +250,7 @@ def run_probe_sweep(cfg: SweepConfig, backbone: str, benchmark: str | BenchmarkS
     spec, root_path = _spec_for(cfg, benchmark, root, fold)
     data = prepare(cfg, backbone, spec, root_path)
     tag = spec.name if fold is None else f"{spec.name}|fold{fold}"
-    run_dir = cfg.storage_path() / _slug(cfg.experiment) / f"{_backbone_dir(backbone)}__{_slug(tag)}"
+    run_dir = cfg.storage_path() / slug(cfg.experiment) / f"{_backbone_dir(backbone)}__{slug(tag)}"
     parent_name = _parent_name(run_dir, backbone, tag, resume)
     uri = resolve_tracking_uri(cfg.tracking_uri)
     ensure_experiment(uri, cfg.experiment)  # on the driver, before anything else writes

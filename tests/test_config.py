@@ -86,3 +86,12 @@ def test_every_config_key_is_documented() -> None:
     doc = (REPO_ROOT / "docs" / "configs.md").read_text()
     missing = [k for k in keys(PretrainConfig) if f"| `{k}` |" not in doc]
     assert not missing, f"undocumented config keys: {missing}"
+
+
+def test_slug_keeps_safe_characters_and_trims() -> None:
+    from orchestrator.config import slug
+
+    assert slug("surgmotion:/a b/checkpoint_04") == "surgmotion_a_b_checkpoint_04"
+    assert slug("synthetic-phase|fold1") == "synthetic-phase_fold1"
+    assert slug("__x.y__") == "x.y" and slug(":::") == ""
+    assert slug("a" * 200) == "a" * 120 and slug("a" * 200, 100) == "a" * 100

@@ -12,13 +12,13 @@ them); a RUNNING pretraining run is drawn for the report only. Docs: docs/report
 """
 from __future__ import annotations
 
-import re
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from orchestrator.config import slug
 from orchestrator.report.collect import Collected, PretrainEntry, ReportError, SweepEntry, backbone_labels, collect
 from orchestrator.report.html import PlotGroup, render_page
 from orchestrator.report.plots import (PLOTS_DIR, has_plots, log_pretrain_plots, log_sweep_plots,
@@ -46,8 +46,8 @@ class ReportResult:
     notes: list[str] = field(default_factory=list)
 
 
-def slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")[:100] or "run"
+def _plot_dir_name(text: str) -> str:
+    return slug(text, 100) or "run"
 
 
 
@@ -100,12 +100,12 @@ def gather_plots(uri: str, collected: Collected, plots_dir: Path, pretrain_runs:
     groups: dict[str, list[PlotGroup]] = {"Pretraining plots": [], "Probe sweep plots": []}
     chosen = collected.pretrain[:pretrain_runs]
     for k, p in enumerate(chosen, 1):
-        pngs, how = pretrain_plots(uri, p, plots_dir / slug(f"pretrain__{p.name}__{p.run_id[:8]}"))
+        pngs, how = pretrain_plots(uri, p, plots_dir / _plot_dir_name(f"pretrain__{p.name}__{p.run_id[:8]}"))
         progress(f"plots {k}/{len(chosen)} pretraining {p.name}: {len(pngs)} PNG(s), {how}")
         groups["Pretraining plots"].append(PlotGroup(f"Pretraining: {p.name}", f"run {p.run_id} ({p.status})", pngs))
     for k, e in enumerate(collected.sweeps, 1):
         label = labels[e.backbone]
-        pngs, how = sweep_plots(uri, e, plots_dir / slug(f"{e.benchmark.name}__{label}__{e.run_id[:8]}"),
+        pngs, how = sweep_plots(uri, e, plots_dir / _plot_dir_name(f"{e.benchmark.name}__{label}__{e.run_id[:8]}"),
                                 collected.notes)
         progress(f"plots {k}/{len(collected.sweeps)} {e.benchmark.name} × {label}: {len(pngs)} PNG(s), {how}")
         groups["Probe sweep plots"].append(PlotGroup(f"{e.benchmark.name} ({e.benchmark.task}) — {label}",

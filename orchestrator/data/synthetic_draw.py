@@ -7,7 +7,7 @@ import numpy as np
 
 
 def stroke(rgb: np.ndarray, cover: np.ndarray, a: np.ndarray, b: np.ndarray, half_w: float,
-            colour: np.ndarray) -> None:
+           colour: np.ndarray) -> None:
     """Draw an anti-aliased capsule from ``a`` to ``b`` with metallic cross-shading, in place.
 
     ``rgb`` is channel-first (3, H, W). Long diagonal strokes are processed in pieces along the axis (each pixel
@@ -20,7 +20,8 @@ def stroke(rgb: np.ndarray, cover: np.ndarray, a: np.ndarray, b: np.ndarray, hal
 
 
 def stroke_piece(rgb: np.ndarray, cover: np.ndarray, a: np.ndarray, d: np.ndarray, length: float, half_w: float,
-                  colour: np.ndarray, span: tuple[float, float]) -> None:
+                 colour: np.ndarray, span: tuple[float, float]) -> None:
+    """The part of a stroke whose axis projection falls in ``span`` (fractions of its length)."""
     h, w = cover.shape
     pa, pb = a + span[0] * d, a + min(span[1], 1.0) * d
     pad = half_w + 2
@@ -41,13 +42,14 @@ def stroke_piece(rgb: np.ndarray, cover: np.ndarray, a: np.ndarray, d: np.ndarra
 
 
 def rot(v: np.ndarray, ang: float) -> np.ndarray:
+    """2-D vector ``v`` rotated by ``ang`` radians."""
     c, s = np.cos(ang), np.sin(ang)
     return np.array([c * v[0] - s * v[1], s * v[0] + c * v[1]], np.float32)
 
 
 def ring(rgb: np.ndarray, cover: np.ndarray, centre: np.ndarray, radius: float, half_w: float,
-          colour: np.ndarray) -> None:
-    """A snare loop: approximated by 12 capsules around a circle."""
+         colour: np.ndarray) -> None:
+    """A circle outline (snare loop, capsulorhexis rim, lens implant): 12 capsules around the circle."""
     angles = np.linspace(0, 2 * np.pi, 13)
     pts = centre[None, :] + radius * np.stack([np.cos(angles), np.sin(angles)], 1).astype(np.float32)
     for p, q in zip(pts[:-1], pts[1:]):
@@ -55,6 +57,7 @@ def ring(rgb: np.ndarray, cover: np.ndarray, centre: np.ndarray, radius: float, 
 
 
 def glow(rgb: np.ndarray, centre: np.ndarray, sigma: float, amount: float) -> None:
+    """Add a warm Gaussian glow (coagulation) of width ``sigma`` px around ``centre``, in place."""
     h, w = rgb.shape[1:]
     r = int(3 * sigma) + 1
     x0, x1 = max(int(centre[0]) - r, 0), min(int(centre[0]) + r + 1, w)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -146,6 +147,7 @@ def main() -> None:
             ray.shutdown()
         if not args.address:
             local_sh("down", env)
+            shutil.rmtree(env["SURGMOTION_RAY_TEMP_DIR"], ignore_errors=True)
     print("\n".join(out))
 
 

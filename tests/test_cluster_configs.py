@@ -6,6 +6,7 @@ import copy
 import importlib.util
 import json
 import os
+import shutil
 import re
 import shlex
 import subprocess
@@ -283,8 +284,9 @@ def _pid_alive(pid: int) -> bool:
 @pytest.mark.timeout(240)
 def test_local_sh_up_two_nodes_down(tmp_path):
     port = 6410  # (+1..+3 client / agent ports) not Ray's default 6379, and not local.sh's default 6390 (a developer may have that one up)
+    ray_tmp = Path("/tmp") / f"smray-test-{os.getpid()}"  # short: Ray's socket paths have a length limit
     env = dict(os.environ, SURGMOTION_RAY_PORT=str(port), SURGMOTION_RAY_DASHBOARD_PORT="8277",
-               SURGMOTION_RAY_TEMP_DIR=str(Path("/tmp") / f"smray-test-{os.getpid()}"),
+               SURGMOTION_RAY_TEMP_DIR=str(ray_tmp),
                SURGMOTION_RAY_STATE=str(tmp_path / "state"), RAY_AUTH_MODE="disabled")
     env.pop("RAY_ADDRESS", None)
 
@@ -315,6 +317,7 @@ def test_local_sh_up_two_nodes_down(tmp_path):
         assert sh("status").returncode == 0
     finally:
         down = sh("down")
+        shutil.rmtree(ray_tmp, ignore_errors=True)
     assert down.returncode == 0, down.stdout + down.stderr
     assert not [p for p in pids if _pid_alive(p)]
     # `down` signalled only our processes: none of the Ray processes that were running before `up`

@@ -10,12 +10,13 @@ Same benchmark, backbone, 16-point grid (lr x wd), probe and Ray resources for b
 * re-run — the finished cached sweep again with ``resume=True`` (cache hit, nothing left to train), and again
   without resume (cache hit, all 16 heads retrained).
 
-Goals: naive / cached >= 8; re-run / first <= 0.1. Uses a scratch SURGMOTION_HOME unless --home is given.
+Goals: naive / cached >= 8; re-run / first <= 0.1. Uses a scratch SURGMOTION_HOME (removed at the end) unless --home is given.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -97,9 +98,17 @@ def main() -> int:
     ap.add_argument("--home", help="SURGMOTION_HOME (default: a scratch dir; the suite is built there)")
     ap.add_argument("--skip-naive", action="store_true")
     args = ap.parse_args()
-    os.environ["SURGMOTION_HOME"] = args.home or tempfile.mkdtemp(prefix="bench_sweep_")
+    scratch = None if args.home else tempfile.mkdtemp(prefix="bench_sweep_")
+    os.environ["SURGMOTION_HOME"] = args.home or str(scratch)
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    try:
+        return _bench(args)
+    finally:
+        if scratch:              # the suite, caches, runs and MLflow store of this bench (~200 MB)
+            shutil.rmtree(scratch, ignore_errors=True)
 
+
+def _bench(args: argparse.Namespace) -> int:
     import ray
 
     from orchestrator.benchmarks.synthetic_suite import build_synthetic_suite
@@ -134,6 +143,7 @@ def main() -> int:
         print(f"  naive / cached          = {timings['naive'] / timings['cached']:.1f}  (goal >= 8)")
     print(f"  re-run (resume) / first = {timings['rerun_resume'] / timings['cached']:.3f}  (goal <= 0.1)")
     print(f"  re-run (fresh, cache hit) / first = {timings['rerun_fresh'] / timings['cached']:.3f}")
+    ray.shutdown()
     return 0
 
 

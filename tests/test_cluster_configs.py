@@ -6,9 +6,10 @@ import copy
 import importlib.util
 import json
 import os
-import shutil
 import re
 import shlex
+import shutil
+import socket
 import subprocess
 import sys
 import tomllib
@@ -280,12 +281,28 @@ def _pid_alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _free_local_sh_ports() -> tuple[int, int]:
+    """A base port whose +1..+3 (client / agent ports) are free too, and a free dashboard port: fixed candidates
+    below the ephemeral range, not Ray's default 6379 nor local.sh's 6390 (a developer may have that one up).
+    A CI run once found 6410 taken while the suite ran, so the test tries a few instead of failing."""
+    for base, dashboard in zip(range(6410, 6530, 20), range(8277, 8397, 20)):
+        if not any(_listening(p) for p in (*range(base, base + 4), dashboard)):
+            return base, dashboard
+    pytest.fail("no free port set for local.sh in 6410-6513 / 8277-8376")
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_local_sh_up_two_nodes_down(tmp_path):
-    port = 6410  # (+1..+3 client / agent ports) not Ray's default 6379, and not local.sh's default 6390 (a developer may have that one up)
+    port, dashboard = _free_local_sh_ports()
     ray_tmp = Path("/tmp") / f"smray-test-{os.getpid()}"  # short: Ray's socket paths have a length limit
-    env = dict(os.environ, SURGMOTION_RAY_PORT=str(port), SURGMOTION_RAY_DASHBOARD_PORT="8277",
+    env = dict(os.environ, SURGMOTION_RAY_PORT=str(port), SURGMOTION_RAY_DASHBOARD_PORT=str(dashboard),
                SURGMOTION_RAY_TEMP_DIR=str(ray_tmp),
                SURGMOTION_RAY_STATE=str(tmp_path / "state"), RAY_AUTH_MODE="disabled")
     env.pop("RAY_ADDRESS", None)
@@ -300,7 +317,7 @@ def test_local_sh_up_two_nodes_down(tmp_path):
     up = sh("up")
     try:
         assert up.returncode == 0, up.stdout + up.stderr
-        assert "http://127.0.0.1:8277" in up.stdout
+        assert f"http://127.0.0.1:{dashboard}" in up.stdout
         state = dict(line.split("=", 1) for line in (tmp_path / "state").read_text().splitlines())
         pids = [int(p) for p in state["pids"].split(",")]
         assert len(pids) >= 4 and all(_pid_alive(p) for p in pids)

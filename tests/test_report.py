@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 from mlflow.entities import Metric, Param
 
-from orchestrator.report.collect import BenchmarkInfo, ReportError, SweepEntry, benchmark_info, infer_task
+from orchestrator.report.collect import (BenchmarkInfo, ReportError, SweepEntry, benchmark_info, collect,
+                                         infer_task)
 from orchestrator.report.plots import has_plots, log_pretrain_plots, log_sweep_plots, metric_series
 from orchestrator.report.tables import build_tables, marks, read_csv, table_csv, table_html, table_markdown
 from orchestrator.tracking import ensure_experiment
@@ -208,11 +209,13 @@ def test_pretrain_plots_are_drawn_and_logged(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------------------------ report + CLI
 def log_parent(uri: str, exp: str, backbone: str, bench: str, test: dict[str, float], start: int,
-               status: str = "FINISHED", npz: Path | None = None, parent: str | None = None) -> str:
+               status: str = "FINISHED", npz: Path | None = None, parent: str | None = None,
+               fold: int | None = None) -> str:
     """A sweep parent run as orchestrator.sweep logs it (tags, params, val_/test_ metrics, predictions)."""
     c = mlflow.MlflowClient(uri)
-    tags = {"surgmotion.benchmark": bench, "surgmotion.backbone": backbone, **({"mlflow.parentRunId": parent}
-                                                                                if parent else {})}
+    tags = {"surgmotion.benchmark": bench, "surgmotion.backbone": backbone,
+            **({"mlflow.parentRunId": parent} if parent else {}), **({"surgmotion.fold": str(fold)} if fold is not None
+                                                                     else {})}
     run_id = c.create_run(ensure_experiment(uri, exp), start_time=start, tags=tags).info.run_id
     params = {"benchmark": bench, "backbone": backbone, "best_lr": "0.001", "best_wd": "0.1", "primary_metric": "x"}
     c.log_batch(run_id, params=[Param(k, v) for k, v in params.items()],
@@ -222,6 +225,21 @@ def log_parent(uri: str, exp: str, backbone: str, bench: str, test: dict[str, fl
     if status != "RUNNING":
         c.set_terminated(run_id, status)
     return run_id
+
+
+def test_each_fold_of_a_fold_sweep_is_its_own_column(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    for fold, rho in ((0, 0.5), (1, 0.25)):
+        log_parent(uri, "probe-sweeps", "random:tiny", "JIGSAWS", {"spearman": rho}, 1000 + fold, fold=fold)
+    log_parent(uri, "probe-sweeps", "random:tiny", "JIGSAWS", {"spearman": 0.75}, 900, "RUNNING", fold=2)
+    got = collect(uri, ["probe-sweeps"])
+    assert sorted(e.benchmark.name for e in got.sweeps) == ["JIGSAWS fold 0", "JIGSAWS fold 1"]
+    assert {e.benchmark.task for e in got.sweeps} == {"skill"}
+    (table,) = build_tables(got.sweeps)
+    assert table.cell("random:tiny", "JIGSAWS fold 0", "spearman") == 0.5
+    assert table.cell("random:tiny", "JIGSAWS fold 1", "spearman") == 0.25
+    assert got.notes == ["sweep random:tiny × JIGSAWS fold 2: no FINISHED parent run (newest is RUNNING); "
+                         "not in tables"]
 
 
 def load_cli_main() -> Any:

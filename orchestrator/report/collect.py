@@ -7,7 +7,7 @@ placed by its logged ``test_*`` metric names (:func:`infer_task`).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterator
 
 from orchestrator.config import ConfigError
@@ -19,6 +19,7 @@ BENCHMARK_TAG = "surgmotion.benchmark"
 BACKBONE_TAG = "surgmotion.backbone"
 JOB_TAG = "surgmotion.job"
 TASK_TAG = "surgmotion.task"
+FOLD_TAG = "surgmotion.fold"
 PRETRAIN_CURVES = ("loss", "loss_motion", "loss_st", "loss_var", "loss_cov", "lr", "clips_per_s")
 
 
@@ -162,12 +163,13 @@ def _prefixed(metrics: dict[str, float], prefix: str) -> dict[str, float]:
 
 def sweep_entry(run: Any, experiment: str, infos: dict[str, BenchmarkInfo]) -> SweepEntry:
     tags, params, metrics = run.data.tags, run.data.params, run.data.metrics
-    backbone, bench = run_key(run)
+    backbone, bench, fold = run_key(run)
     test = _prefixed(metrics, "test_")
     if bench not in infos:
         infos[bench] = benchmark_info(bench, list(test), tags.get(TASK_TAG))
+    info = replace(infos[bench], name=f"{infos[bench].name} fold {fold}") if fold else infos[bench]
     return SweepEntry(run_id=run.info.run_id, experiment=experiment,
-                      backbone=backbone, benchmark=infos[bench],
+                      backbone=backbone, benchmark=info,
                       test=test, val=_prefixed(metrics, "val_"), best_lr=params.get("best_lr", ""),
                       best_wd=params.get("best_wd", ""), start_time=int(run.info.start_time or 0))
 
@@ -181,11 +183,12 @@ def pretrain_entry(run: Any, experiment: str, tracking_uri: str) -> PretrainEntr
                          steps=max((m.step for m in history), default=0))
 
 
-def run_key(run: Any) -> tuple[str, str]:
-    """(backbone spec, benchmark name) of a sweep parent run."""
+def run_key(run: Any) -> tuple[str, str, str]:
+    """(backbone spec, benchmark name, fold; "" = the benchmark's default split) of a sweep parent run: each fold
+    of a ``--fold`` sweep is its own table column."""
     tags, params = run.data.tags, run.data.params
     backbone = tags.get(BACKBONE_TAG) or params.get("backbone", "?")
-    return backbone, tags.get(BENCHMARK_TAG) or params.get("benchmark", "?")
+    return backbone, tags.get(BENCHMARK_TAG) or params.get("benchmark", "?"), tags.get(FOLD_TAG, "")
 
 
 def is_sweep_parent(run: Any) -> bool:
@@ -197,8 +200,8 @@ def collect(tracking_uri: str, experiments: list[str], required: bool = True) ->
     """Sweep parents (newest FINISHED per backbone × benchmark) and pretraining runs of ``experiments``."""
     ids = experiment_ids(tracking_uri, experiments, required)
     notes = [f"experiment {n!r} not found (skipped)" for n in experiments if n not in ids]
-    sweeps: dict[tuple[str, str], SweepEntry] = {}
-    unfinished: dict[tuple[str, str], str] = {}
+    sweeps: dict[tuple[str, str, str], SweepEntry] = {}
+    unfinished: dict[tuple[str, str, str], str] = {}
     pretrain: list[PretrainEntry] = []
     infos: dict[str, BenchmarkInfo] = {}
     for name, exp_id in ids.items():
@@ -213,7 +216,9 @@ def collect(tracking_uri: str, experiments: list[str], required: bool = True) ->
                     sweeps[key] = sweep_entry(run, name, infos)
     for key, status in unfinished.items():
         if key not in sweeps:
-            notes.append(f"sweep {key[0]} × {key[1]}: no FINISHED parent run (newest is {status}); not in tables")
+            where = f" fold {key[2]}" if key[2] else ""
+            notes.append(f"sweep {key[0]} × {key[1]}{where}: no FINISHED parent run (newest is {status}); "
+                         "not in tables")
     ordered = sorted(sweeps.values(), key=lambda e: (FAMILIES.index(e.benchmark.task), e.benchmark.order,
                                                       e.benchmark.name, e.backbone))
     pretrain.sort(key=lambda p: -p.start_time)

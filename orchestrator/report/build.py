@@ -50,18 +50,14 @@ def _plot_dir_name(text: str) -> str:
     return slug(text, 100) or "run"
 
 
-
 def download_plots(uri: str, run_id: str, dest: Path) -> list[Path]:
-    """The run's ``plots/*.png`` artifacts, downloaded into ``dest``."""
-    c = client(uri)
+    """The run's ``plots/*.png`` artifacts, downloaded into ``dest`` (one download of the folder)."""
     dest.mkdir(parents=True, exist_ok=True)
     out = []
-    for info in c.list_artifacts(run_id, PLOTS_DIR):
-        if not info.is_dir and info.path.endswith(".png"):
-            with tempfile.TemporaryDirectory() as tmp:
-                local = Path(c.download_artifacts(run_id, info.path, tmp))
-                target = dest / local.name
-                target.write_bytes(local.read_bytes())
+    with tempfile.TemporaryDirectory() as tmp:
+        for png in Path(client(uri).download_artifacts(run_id, PLOTS_DIR, tmp)).glob("*.png"):
+            target = dest / png.name
+            target.write_bytes(png.read_bytes())
             out.append(target)
     return sorted(out)
 

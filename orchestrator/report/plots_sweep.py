@@ -180,18 +180,19 @@ def _label(arrays: Arrays, i: int) -> str:
 
 
 def segmentation_overlays(arrays: Arrays, classes: list[str]) -> Any:
-    """For a few test samples: the true mask (green) and the predicted mask (p > 0.5, red) over the image."""
+    """For a few test samples: the true mask (green) and the predicted mask (p >= 0.5, red) over the image, with
+    the sample's Dice at 0.5 as the metrics compute it (``metrics_dense.dice_curve``)."""
+    from orchestrator.benchmarks.metrics_dense import dice_curve
+
     target, score = arrays["target"].astype(bool), arrays["score"].astype(float)
     idx = pick(len(target))
     fig = new_figure(6.4, 3.0 * len(idx) + 0.6)
     axes = fig.subplots(len(idx), 2, squeeze=False)
     for row, i in zip(axes, idx):
         img = background(arrays, i, target[i].shape)
-        pred = score[i] > 0.5
         row[0].imshow(_overlay(img, target[i], (0.1, 0.8, 0.2)))
-        row[1].imshow(_overlay(img, pred, (0.9, 0.15, 0.1)))
-        inter = float((pred & target[i]).sum())
-        dice = 2 * inter / max(float(pred.sum() + target[i].sum()), 1.0)
+        row[1].imshow(_overlay(img, score[i] >= 0.5, (0.9, 0.15, 0.1)))
+        dice = float(dice_curve(target[i], score[i], [0.5])[0])
         row[0].set_title(f"{_label(arrays, i)}: truth", fontsize=9)
         row[1].set_title(f"prediction (Dice {dice:.2f})", fontsize=9)
         for ax in row:

@@ -339,7 +339,8 @@ def summary_table(results: list[SweepResult]) -> str:
     """benchmark × backbone → primary test metric and the best lr / wd."""
     rows = [("benchmark", "backbone", "metric", "test", "val", "best lr", "best wd")]
     for r in results:
-        rows.append((r.benchmark + ("" if r.fold is None else f" (fold {r.fold})"), backbone_label(r.backbone), f"{r.primary_metric} ({r.mode})",
+        bench = r.benchmark + ("" if r.fold is None else f" (fold {r.fold})")
+        rows.append((bench, backbone_label(r.backbone), f"{r.primary_metric} ({r.mode})",
                      f"{r.test_metrics.get(r.primary_metric, float('nan')):.4f}",
                      f"{r.val_metrics.get(r.primary_metric, float('nan')):.4f}", f"{r.best_lr:g}", f"{r.best_wd:g}"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]

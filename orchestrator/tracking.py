@@ -153,12 +153,13 @@ def register_checkpoint(tracking_uri: str, run_id: str, model_name: str, artifac
     Returns the version number. A version of this run's same artifact with the same tags is reused, so re-running
     a finished pretraining name does not register a duplicate."""
     c = client(tracking_uri)
-    if not c.search_registered_models(filter_string=f"name = '{model_name.replace(chr(39), '')}'"):
+    quoted = model_name.replace("'", "")  # for MLflow's filter strings
+    if not c.search_registered_models(filter_string=f"name = '{quoted}'"):
         c.create_registered_model(model_name, description="SurgMotion encoders (EMA target) from "
                                   "experiments/pretrain.py; load with `--backbone surgmotion:<downloaded dir>`")
     run = c.get_run(run_id)
     source = f"{run.info.artifact_uri.rstrip('/')}/{artifact_path}"
-    for existing in c.search_model_versions(f"name = '{model_name.replace(chr(39), '')}' and run_id = '{run_id}'"):
+    for existing in c.search_model_versions(f"name = '{quoted}' and run_id = '{run_id}'"):
         if existing.source == source and all(existing.tags.get(k) == v for k, v in tags.items()):
             return str(existing.version)
     config = {k: v for k, v in run.data.params.items() if not SECRET_PATTERN.search(k)}

@@ -21,27 +21,38 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
-from orchestrator.data.clip_index import build_clip_index  # noqa: E402
-from orchestrator.data.decode import decode_clip  # noqa: E402
-from orchestrator.data.manifest import load_manifest  # noqa: E402
-from orchestrator.data.sampling import SamplingPlan, descriptors  # noqa: E402
+import ray
+
+from orchestrator.data.clip_index import build_clip_index
+from orchestrator.data.config import DataConfig
+from orchestrator.data.decode import VideoInfo, decode_clip
+from orchestrator.data.manifest import load_manifest
+from orchestrator.data.pipeline import clip_dataset
+from orchestrator.data.sampling import SamplingPlan, descriptors
+from orchestrator.synthetic.config import SyntheticConfig
+from orchestrator.synthetic.corpus import generate_corpus
+
+
+def data_config(args: argparse.Namespace) -> DataConfig:
+    """The clip geometry and decode resources of this run as the pipeline's data config."""
+    return DataConfig(frames=args.frames, sample_fps=1.0, short_side=args.short_side, crop=args.crop,
+                      decode_tasks=args.tasks, decode_cpus=args.task_cpus, decode_batch=args.decode_batch,
+                      read_block_rows=args.decode_batch * args.tasks)
 
 
 def raw_loop(rows: dict, args: argparse.Namespace) -> float:
+    cfg = data_config(args)
     t0 = time.perf_counter()
     for i in range(len(rows["index"])):
-        decode_clip(str(rows["path"][i]), float(rows["start"][i]), args.frames, 1.0, args.short_side, args.crop,
-                    int(rows["crop_seed"][i]), float(rows["fps"][i]), int(rows["num_frames"][i]),
-                    int(rows["width"][i]), int(rows["height"][i]), threads=args.raw_threads)
+        video = VideoInfo(float(rows["fps"][i]), int(rows["num_frames"][i]), int(rows["width"][i]),
+                          int(rows["height"][i]))
+        decode_clip(str(rows["path"][i]), float(rows["start"][i]), video, cfg, int(rows["crop_seed"][i]),
+                    threads=args.raw_threads)
     return len(rows["index"]) / (time.perf_counter() - t0)
 
 
 def ray_pipeline(plan: SamplingPlan, n: int, args: argparse.Namespace, seed: int) -> float:
-    from orchestrator.data.pipeline import clip_dataset
-
-    ds = clip_dataset(plan, seed=seed, epoch_size=n, total=n, frames=args.frames, sample_fps=1.0,
-                      short_side=args.short_side, crop=args.crop, decode_tasks=args.tasks, decode_cpus=args.task_cpus,
-                      decode_batch_size=args.decode_batch, block_rows=args.decode_batch * args.tasks)
+    ds = clip_dataset(plan, data_config(args), seed=seed, epoch_size=n, total=n)
     t0 = time.perf_counter()
     got = sum(len(b["index"]) for b in ds.iter_batches(batch_size=2, batch_format="numpy", prefetch_batches=4))
     assert got == n, (got, n)
@@ -61,9 +72,6 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=3, help="interleaved raw/Ray repetitions")
     ap.add_argument("--corpus", type=Path, help="manifest YAML (default: the synthetic demo corpus)")
     args = ap.parse_args()
-
-    import ray
-    from orchestrator.data.synthetic import SyntheticConfig, generate_corpus
 
     manifest_path = args.corpus or generate_corpus(Path(tempfile.gettempdir()) / "surgmotion_bench_corpus",
                                                    SyntheticConfig(), workers=2)

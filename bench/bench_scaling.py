@@ -28,6 +28,20 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # must match the cluster (local.sh uses disabled)
 
+import ray
+
+from orchestrator.config import load_config
+from orchestrator.data.clip_index import build_clip_index
+from orchestrator.data.config import DataConfig
+from orchestrator.data.manifest import load_manifest
+from orchestrator.data.pipeline import clip_dataset
+from orchestrator.data.sampling import SamplingPlan
+from orchestrator.pretrain.config import PretrainConfig
+from orchestrator.pretrain.driver import run_pretraining
+from orchestrator.synthetic.config import SyntheticConfig
+from orchestrator.synthetic.corpus import generate_corpus
+from orchestrator.tracking import client
+
 PORT = 6420  # (+1..+3: client / agent ports) not Ray's default 6379 nor local.sh's default 6390
 
 
@@ -40,11 +54,11 @@ def local_sh(cmd: str, env: dict[str, str]) -> None:
 
 
 def data_rate(plan, n: int, tasks: int, args: argparse.Namespace) -> float:
-    from orchestrator.data.pipeline import clip_dataset
 
-    ds = clip_dataset(plan, seed=0, epoch_size=n, total=n, frames=args.frames, sample_fps=1.0,
-                      short_side=args.short_side, crop=args.crop, decode_tasks=tasks, decode_cpus=1.0,
-                      decode_batch_size=args.decode_batch, block_rows=args.decode_batch * tasks)
+    cfg = DataConfig(frames=args.frames, sample_fps=1.0, short_side=args.short_side, crop=args.crop,
+                     decode_tasks=tasks, decode_cpus=1.0, decode_batch=args.decode_batch,
+                     read_block_rows=args.decode_batch * tasks)
+    ds = clip_dataset(plan, cfg, seed=0, epoch_size=n, total=n)
     t0 = time.perf_counter()
     got = sum(len(b["index"]) for b in ds.iter_batches(batch_size=2, batch_format="numpy", prefetch_batches=4))
     assert got == n, (got, n)
@@ -52,9 +66,6 @@ def data_rate(plan, n: int, tasks: int, args: argparse.Namespace) -> float:
 
 
 def train_rate(manifest: Path, workers: int, work: Path, args: argparse.Namespace) -> float:
-    from orchestrator.config import PretrainConfig, load_config
-    from orchestrator.pretrain import run_pretraining
-    from orchestrator.tracking import client
 
     uri = f"sqlite:///{work / 'mlflow.db'}"
     cfg = load_config(PretrainConfig, None, [
@@ -103,9 +114,6 @@ def _start_local_cluster() -> tuple[int, dict[str, str]]:
 
 
 def _measure(manifest: Path, args: argparse.Namespace, out: list[str]) -> None:
-    from orchestrator.data.clip_index import build_clip_index
-    from orchestrator.data.manifest import load_manifest
-    from orchestrator.data.sampling import SamplingPlan
 
     if not args.skip_data:
         plan = SamplingPlan.from_index(build_clip_index(load_manifest(manifest), args.frames))
@@ -127,8 +135,6 @@ def _measure(manifest: Path, args: argparse.Namespace, out: list[str]) -> None:
 
 def main() -> None:
     args = _parse()
-    import ray
-    from orchestrator.data.synthetic import SyntheticConfig, generate_corpus
 
     manifest = generate_corpus(Path(tempfile.gettempdir()) / "surgmotion_bench_corpus", SyntheticConfig(), workers=2)
     port, env = _start_local_cluster() if not args.address else (PORT, {})

@@ -4,13 +4,14 @@
 
 Same benchmark, backbone, 16-point grid (lr x wd), probe and Ray resources for both:
 
-* cached — orchestrator.sweep.run_probe_sweep: features extracted once (Ray Data) into a fresh cache, trials
+* cached — orchestrator.probe.sweep.run_probe_sweep: features extracted once (Ray Data) into a fresh cache, trials
   train heads on the cached tokens;
 * naive  — every trial builds the backbone and decodes + encodes every batch of every epoch (train and val);
 * re-run — the finished cached sweep again with ``resume=True`` (cache hit, nothing left to train), and again
   without resume (cache hit, all 16 heads retrained).
 
-Goals: naive / cached >= 8; re-run / first <= 0.1. Uses a scratch SURGMOTION_HOME (removed at the end) unless --home is given.
+Goals: naive / cached >= 8; re-run / first <= 0.1. Uses a scratch SURGMOTION_HOME (removed at the end) unless
+--home is given.
 """
 from __future__ import annotations
 
@@ -27,30 +28,35 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-import numpy as np  # noqa: E402
+import numpy as np
+import ray
+import torch
+from ray import tune
+
+from model.backbones.base import Backbone
+from model.backbones.factory import build_backbone
+from orchestrator.config import load_config, work_dir
+from orchestrator.data.views import ClipReader, Preprocessing
+from orchestrator.probe.config import DEFAULT_CONFIG, SweepConfig
+from orchestrator.probe.features import backbone_info
+from orchestrator.probe.sweep import SweepData, plan_job, run_probe_sweep, run_tuner
+from orchestrator.probe.trial import ProbeTask, SplitArrays, label_array, train_trial
+from orchestrator.synthetic.suite import build_synthetic_suite
 
 
 class NaiveTokens:
     """``tokens_fn`` of a naive trial: decode the clips of the rows and run the backbone on them, every time."""
 
-    def __init__(self, backbone: Any, reader: Any, samples: list[dict[str, Any]]) -> None:
+    def __init__(self, backbone: Backbone, reader: ClipReader, samples: list[dict[str, Any]]) -> None:
         self.backbone, self.reader, self.samples = backbone, reader, samples
 
-    def __call__(self, rows: np.ndarray) -> Any:
-        import torch
-
+    def __call__(self, rows: np.ndarray) -> torch.Tensor:
         clips = np.stack([self.reader.clip(self.samples[r]["source"], self.samples[r]["time_s"]) for r in rows])
         return self.backbone(torch.from_numpy(clips).permute(0, 4, 1, 2, 3))
 
 
-def naive_trainable(config: dict[str, Any], pt: Any = None, data: dict[str, Any] | None = None) -> None:
+def naive_trainable(config: dict[str, Any], pt: ProbeTask | None = None, data: dict[str, Any] | None = None) -> None:
     """Tune trainable of the naive baseline (same train loop as the cached one)."""
-    import torch
-
-    from model.backbones import build_backbone
-    from orchestrator.features import ClipReader
-    from orchestrator.sweep_train import train_trial
-
     assert pt is not None and data is not None
     torch.set_num_threads(1)
     backbone, reader = build_backbone(data["backbone"]), ClipReader(pt.task, data["pre"])
@@ -58,29 +64,19 @@ def naive_trainable(config: dict[str, Any], pt: Any = None, data: dict[str, Any]
                 NaiveTokens(backbone, reader, data["val_samples"]))
 
 
-def naive_sweep(cfg: Any, backbone: str, benchmark: str, root: Path) -> float:
-    """The naive 16-trial sweep through the same Tuner setup; returns seconds."""
-    from ray import tune
-
-    from orchestrator.benchmarks.registry import load_samples
-    from orchestrator.features import backbone_info
-    from orchestrator.sweep import SPLITS, SweepData, few_shot, resolve_benchmark, run_tuner
-    from orchestrator.sweep_train import ProbeTask, SplitArrays, label_array
-
+def naive_sweep(cfg: SweepConfig, backbone: str, benchmark: str, root: Path) -> float:
+    """The naive 16-trial sweep through the same Tuner setup and the same probe task; returns seconds."""
     t0 = time.time()
-    spec = resolve_benchmark(benchmark, root)
-    info = backbone_info(backbone, cfg.features)
-    samples = {s: load_samples(spec, root, s) for s in SPLITS[:2]}
-    samples["train"] = few_shot(samples["train"], cfg.few_shot.fraction, cfg.few_shot.seed)
+    job = plan_job(cfg, backbone, benchmark, root)
+    spec, info = job.spec, backbone_info(backbone, cfg.features)
+    samples = {s: job.samples[s] for s in ("train", "val")}
     splits = {s: SplitArrays(labels=label_array(spec.task, [x.label for x in v], spec.num_classes, None),
                              video=np.asarray([x.video_id for x in v]).astype(str)) for s, v in samples.items()}
-    pt = ProbeTask(benchmark=spec.name, task=spec.task, num_classes=spec.num_classes,
-                   primary_metric=spec.primary_metric, embed_dim=info.embed_dim, grid=info.grid,
-                   crop=cfg.features.crop, probe_depth=cfg.probe.depth, probe_heads=cfg.probe.heads,
-                   epochs=cfg.epochs, batch_size=cfg.batch_size, sample_fps=spec.sample_fps)
+    pt = ProbeTask.from_config(cfg, spec, info)
+    pre: Preprocessing = cfg.features.preprocessing(spec)
     desc = {s: [{"source": x.source, "time_s": x.time_s} for x in v] for s, v in samples.items()}
-    payload = {"backbone": backbone, "pre": cfg.features.preprocessing(spec), "train": splits["train"],
-               "val": splits["val"], "train_samples": desc["train"], "val_samples": desc["val"]}
+    payload = {"backbone": backbone, "pre": pre, "train": splits["train"], "val": splits["val"],
+               "train_samples": desc["train"], "val_samples": desc["val"]}
     trainable = tune.with_resources(tune.with_parameters(naive_trainable, pt=pt, data=payload),
                                     {"cpu": cfg.cpus_per_trial})
     data = SweepData(task=pt, tokens={}, splits=splits, cache_keys={}, backbone_identity=info.identity)
@@ -109,12 +105,6 @@ def main() -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    import ray
-
-    from orchestrator.benchmarks.synthetic_suite import build_synthetic_suite
-    from orchestrator.config import load_config, work_dir
-    from orchestrator.sweep import DEFAULT_CONFIG, SweepConfig, run_probe_sweep
-
     home = work_dir()
     root = build_synthetic_suite(home / "synthetic_suite", seed=0, workers=1)
     cfg = load_config(SweepConfig, DEFAULT_CONFIG, [

@@ -15,7 +15,8 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script from a checkout: make the repo importable without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from orchestrator.data.synthetic import SyntheticConfig, generate_corpus  # noqa: E402
+from orchestrator.synthetic.config import SyntheticConfig
+from orchestrator.synthetic.corpus import generate_corpus  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> Path:

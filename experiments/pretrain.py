@@ -12,6 +12,10 @@ import argparse
 
 import _cli
 
+from orchestrator.config import load_config
+from orchestrator.pretrain.config import PretrainConfig
+from orchestrator.pretrain.driver import run_pretraining
+
 DEFAULT_CONFIG = _cli.REPO_ROOT / "experiments" / "configs" / "pretrain" / "demo.yaml"
 
 
@@ -22,9 +26,6 @@ def main() -> int:
                     help="override a config key, e.g. --set train.max_steps=100 (repeatable)")
     ap.add_argument("--name", help="run name (same name = resume); overrides the config's `name`")
     args = ap.parse_args()
-
-    from orchestrator.config import PretrainConfig, load_config
-    from orchestrator.pretrain import run_pretraining
 
     overrides = args.overrides + ([f"name={args.name}"] if args.name else [])
     cfg = load_config(PretrainConfig, args.config, overrides)

@@ -15,6 +15,10 @@ from pathlib import Path
 
 import _cli
 
+from orchestrator.config import ConfigError
+from orchestrator.report.build import build_report
+from orchestrator.tracking import resolve_tracking_uri
+
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -34,9 +38,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main() -> int:
     args = build_parser().parse_args()
 
-    from orchestrator.config import ConfigError
-    from orchestrator.tracking import resolve_tracking_uri
-
     if args.pretrain_runs < 0:
         raise ConfigError(f"--pretrain-runs must be >= 0, got {args.pretrain_runs}")
     out = Path(args.out).expanduser() if args.out else None
@@ -47,9 +48,6 @@ def main() -> int:
 
     def progress(msg: str) -> None:
         print(f"[report] {msg}", flush=True)
-
-    progress("loading (MLflow, torch, matplotlib) ...")
-    from orchestrator.report.build import build_report
 
     result = build_report(uri, args.experiment or None, out,
                           report_experiment=None if args.no_log else args.report_experiment,

@@ -19,7 +19,9 @@ if str(REPO_ROOT) not in sys.path:
 
 from pydantic import ValidationError  # noqa: E402
 
-from orchestrator.benchmarks.metrics import TASKS, ScoreInputError, ScoreOptions, score_npz  # noqa: E402
+from model.tasks import TASKS
+from orchestrator.benchmarks.metrics import ScoreOptions  # noqa: E402
+from orchestrator.benchmarks.metrics_io import ScoreInputError, score_npz
 
 
 def build_parser() -> argparse.ArgumentParser:

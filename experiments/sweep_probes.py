@@ -17,6 +17,11 @@ from pathlib import Path
 
 import _cli
 
+from orchestrator.config import ConfigError, load_config, work_dir
+from orchestrator.probe.config import SweepConfig
+from orchestrator.probe.sweep import run_sweeps, summary_table
+from orchestrator.synthetic.suite import build_synthetic_suite
+
 DEFAULT_CONFIG = _cli.REPO_ROOT / "experiments" / "configs" / "sweep" / "default.yaml"
 
 
@@ -33,8 +38,6 @@ def default_backbones(home: Path) -> list[str]:
 
 def parse_folds(values: list[str]) -> list[int] | str:
     """``--fold`` values → ``SweepConfig.folds`` ('all', or a list of fold numbers)."""
-    from orchestrator.config import ConfigError
-
     if "all" in values:
         return "all"
     try:
@@ -63,9 +66,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main() -> int:
     args = build_parser().parse_args()
 
-    from orchestrator.config import ConfigError, load_config, work_dir
-    from orchestrator.sweep import SweepConfig, run_sweeps, summary_table
-
     cfg = load_config(SweepConfig, args.config, args.overrides)
     if not args.all and not args.benchmark:
         raise ConfigError("nothing to do: give --all or --benchmark NAME")
@@ -81,13 +81,11 @@ def main() -> int:
             raise FileNotFoundError(f"--data-root {root} does not exist")
         cfg.data_root = str(root)
     if cfg.data_root is None and all(b.lower().startswith("synthetic-") for b in cfg.benchmarks):
-        from orchestrator.benchmarks.synthetic_suite import build_synthetic_suite
-
         print(f"[sweep] synthetic suite at {home / 'synthetic_suite'} (built if absent)", flush=True)
         cfg.data_root = str(build_synthetic_suite(home / "synthetic_suite", seed=0, workers=1,
                                                   progress=lambda m: print(f"[suite] {m}", flush=True)))
 
-    results = run_sweeps(cfg, resume=args.resume)  # validates the config (annotations included) before Ray starts
+    results = run_sweeps(cfg, resume=args.resume)  # plans (checks + reads every annotation) before Ray starts
     print(summary_table(results))
     total = sum(r.seconds for r in results)
     print(f"[sweep] {len(results)} sweep(s) in {total:.0f} s; MLflow experiment {cfg.experiment!r}", file=sys.stderr)

@@ -6,7 +6,7 @@ outputs of the EMA target encoder on the full clip, computed without gradient.
 from __future__ import annotations
 
 import copy
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +19,9 @@ from model.masking import TubeMask, sample_tube_mask
 from model.motion import tube_motion_scores
 from model.predictor import Predictor, PredictorConfig
 from model.vit import IMAGENET_MEAN, IMAGENET_STD, EncoderConfig, VideoViT, gather_tokens, normalize_clip
+
+LOSS_KEYS = ("loss", "loss_motion", "loss_st", "loss_var", "loss_cov")
+"""The loss terms :meth:`SurgMotion.forward` returns (``loss`` is the weighted total), in logging order."""
 
 
 class LossConfig(BaseModel):
@@ -51,7 +54,7 @@ class SurgMotionConfig(BaseModel):
     pixel_std: tuple[float, float, float] = IMAGENET_STD
 
     @model_validator(mode="after")
-    def _check_ratio(self) -> "SurgMotionConfig":
+    def _check_ratio(self) -> SurgMotionConfig:
         lo, hi = self.mask_ratio
         if not 0.0 < lo <= hi < 1.0:
             raise ValueError(f"mask_ratio must satisfy 0 < lo <= hi < 1, got {self.mask_ratio}")
@@ -64,8 +67,8 @@ def tube_latents(tokens: torch.Tensor, num_time: int) -> torch.Tensor:
 
 
 class SurgMotion(nn.Module):
-    """``forward(clip)`` with ``clip`` float ``[B, C, T, H, W]`` in [0, 1] (normalised inside) → loss dict:
-    ``loss`` (total), ``loss_motion``, ``loss_st``, ``loss_var``, ``loss_cov``."""
+    """``forward(clip)`` with ``clip`` float ``[B, C, T, H, W]`` in [0, 1] (normalised inside) → loss dict with
+    the :data:`LOSS_KEYS`: ``loss`` (total), ``loss_motion``, ``loss_st``, ``loss_var``, ``loss_cov``."""
 
     def __init__(self, cfg: SurgMotionConfig | None = None) -> None:
         super().__init__()
@@ -76,7 +79,7 @@ class SurgMotion(nn.Module):
         self.target_encoder.requires_grad_(False)
         self.target_encoder.eval()
 
-    def train(self, mode: bool = True) -> "SurgMotion":
+    def train(self, mode: bool = True) -> SurgMotion:
         super().train(mode)
         self.target_encoder.eval()  # the EMA target never uses dropout / drop-path
         return self
@@ -125,7 +128,7 @@ class SurgMotion(nn.Module):
     def update_target(self, momentum: float | None = None) -> None:
         """EMA: θ̄ ← m·θ̄ + (1 − m)·θ, for every parameter, with foreach ops."""
         m = self.cfg.ema_momentum if momentum is None else momentum
-        tgt = list(self.target_encoder.parameters())
+        tgt: list[torch.Tensor] = list(self.target_encoder.parameters())
         src = [p.detach() for p in self.encoder.parameters()]
         torch._foreach_mul_(tgt, m)
         torch._foreach_add_(tgt, src, alpha=1.0 - m)
@@ -139,7 +142,8 @@ class SurgMotion(nn.Module):
 def param_groups(module: nn.Module, weight_decay: float, params: Iterable[tuple[str, nn.Parameter]] | None = None
                  ) -> list[dict]:
     """AdamW groups: weight decay on matrices/kernels; none on biases, norms and other 1-D parameters."""
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for name, p in (params if params is not None else module.named_parameters()):
         if not p.requires_grad:
             continue

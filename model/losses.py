@@ -41,21 +41,21 @@ def motion_guided_loss(
     if pred.shape != target.shape or pred.shape[:2] != motion.shape:
         raise ValueError(f"shapes differ: pred {tuple(pred.shape)}, target {tuple(target.shape)}, "
                          f"motion {tuple(motion.shape)}")
-    l = (pred.float() - target.float()).abs().mean(-1)  # [B, M]
+    err = (pred.float() - target.float()).abs().mean(-1)  # [B, M]: l_i
     g = motion.detach().float()
-    m = l.shape[1]
+    m = err.shape[1]
     if mode == "none":
-        return l.mean()
+        return err.mean()
     if mode == "dense":
         g_max = g.max(dim=1, keepdim=True).values
         c = 1.0 + alpha * torch.where(g_max > 0, g / g_max.clamp_min(torch.finfo(g.dtype).tiny), torch.zeros_like(g))
-        return ((c * l).sum(1) / m).mean()
+        return ((c * err).sum(1) / m).mean()
     top_idx, w = _topk_weights(g, k, gamma)
     if mode == "topk":
-        c = torch.ones_like(l).scatter(1, top_idx, 1.0 + w)
-        return ((c * l).sum(1) / m).mean()
+        c = torch.ones_like(err).scatter(1, top_idx, 1.0 + w)
+        return ((c * err).sum(1) / m).mean()
     if mode == "topk_only":
-        return ((1.0 + w) * l.gather(1, top_idx)).sum(1).div(top_idx.shape[1]).mean()
+        return ((1.0 + w) * err.gather(1, top_idx)).sum(1).div(top_idx.shape[1]).mean()
     raise ValueError(f"unknown motion weighting mode {mode!r}; choose topk, topk_only, dense or none")
 
 

@@ -31,7 +31,7 @@ class TubeMask:
     def num_tubes(self) -> int:
         return self.visible_tubes.shape[1] + self.masked_tubes.shape[1]
 
-    def to(self, device: torch.device | str) -> "TubeMask":
+    def to(self, device: torch.device | str) -> TubeMask:
         return TubeMask(self.visible_tubes.to(device), self.masked_tubes.to(device), self.visible_tokens.to(device),
                         self.masked_tokens.to(device), self.num_time, self.ratio)
 

@@ -7,7 +7,6 @@ from torch import nn
 
 from model.vit import PosEmbedCache, ViTSize, init_vit_weights, make_blocks, run_blocks
 
-
 DEFAULT_DEPTH, DEFAULT_DIM, DEFAULT_HEADS = 12, 384, 12  # V-JEPA's narrow predictor
 
 

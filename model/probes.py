@@ -21,26 +21,13 @@ Without positional encoding the probe is invariant to the order of its input tok
 
 Segmentation uses 1-channel logits (``positive=False``), depth a 1-channel positive output (``positive=True``).
 
-**Losses** (:func:`probe_loss`, one entry point per benchmark task):
-
-- ``phase`` / ``action``: cross-entropy over ``[B, C]`` logits with integer targets ``[B]``; optional per-class
-  weights (weighted mean ``Σ w_y·nll / Σ w_y``, identical to torch's weighted CE, but 0 instead of NaN when a batch
-  only holds zero-weight classes); targets equal to ``ignore_index`` (-100) are skipped.
-- ``triplet``: multi-label binary cross-entropy with logits over the C classes, multi-hot targets ``[B, C]``,
-  mean over batch and classes; optional class weights multiply each class's term (normalised by their mean).
-- ``skill``: regression on a scalar output (``[B, 1]`` or ``[B]``): **MSE** by default (``regression="smooth_l1"``
-  gives Huber/smooth-L1 with beta 1). Targets should be standardised by the caller (e.g. z-scored on train).
-- ``segmentation``: BCE-with-logits + soft Dice (``segmentation="bce_dice"``, default; also ``"bce"``, ``"dice"``).
-- ``depth``: scale-invariant log loss (Eigen et al. 2014, ``mean(d²) − λ·mean(d)²`` with ``d = log ŷ − log y``,
-  default) or ``"l1"``; pixels whose target is not > 0 (or not finite) are ignored. λ = 0.5 (Eigen's choice):
-  λ = 1 would be fully scale-invariant and leave the absolute scale unlearnt, while the depth metrics (RMSE,
-  AbsRel) need metric depth; λ = 0.5 penalises half of the global log-scale error.
+Losses and outputs: :mod:`model.probe_losses`.
 """
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from functools import partial
-from typing import Literal, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -48,12 +35,8 @@ from einops import rearrange, reduce
 from timm.layers import Mlp, trunc_normal_
 from torch import nn
 
+from model.tasks import CLASS_TASKS, DENSE_TASKS, check_task
 from model.vit import init_vit_weights, make_blocks, run_blocks
-
-Task = Literal["phase", "action", "triplet", "skill", "segmentation", "depth"]
-CLASSIFICATION_TASKS = ("phase", "action")
-TASKS: tuple[str, ...] = ("phase", "action", "triplet", "skill", "segmentation", "depth")
-DENSE_TASKS = ("segmentation", "depth")
 
 
 def resolve_num_heads(embed_dim: int, num_heads: int = 16) -> int:
@@ -181,164 +164,13 @@ class DenseProbe(nn.Module):
         return F.softplus(y) if self.positive else y
 
 
-# ----------------------------------------------------------------------------------------------------- losses
-def class_weights_from_labels(labels: torch.Tensor | Sequence[int], num_classes: int) -> torch.Tensor:
-    """Inverse-frequency class weights ``w_c = N / (K · n_c)`` (float32 ``[num_classes]``).
-
-    ``labels``: integer class ids ``[N]`` (negative ids, e.g. ignore labels, are not counted), or a multi-hot
-    ``[N, C]`` matrix (``n_c`` = positives of class c). ``K`` is the number of classes that occur, so the weights
-    average to 1 over the samples. Classes with no sample get weight **0** (never NaN/inf).
-    """
-    t = torch.as_tensor(labels)
-    if t.ndim == 2:
-        if t.shape[1] != num_classes:
-            raise ValueError(f"multi-hot labels have {t.shape[1]} columns, expected {num_classes}")
-        counts = (t > 0).sum(0).to(torch.float64)
-        total = counts.sum()
-    else:
-        t = t.reshape(-1).long()
-        t = t[t >= 0]
-        if t.numel() and int(t.max()) >= num_classes:
-            raise ValueError(f"label {int(t.max())} out of range for {num_classes} classes")
-        counts = torch.bincount(t, minlength=num_classes).to(torch.float64)
-        total = counts.sum()
-    present = counts > 0
-    k = int(present.sum())
-    weights = torch.zeros(num_classes, dtype=torch.float64)
-    if k:
-        weights[present] = total / (k * counts[present])
-    return weights.to(torch.float32)
-
-
-def weighted_cross_entropy(logits: torch.Tensor, target: torch.Tensor, class_weights: torch.Tensor | None = None,
-                           ignore_index: int = -100) -> torch.Tensor:
-    """Cross-entropy ``Σ w_y·nll / Σ w_y`` over non-ignored samples (torch's weighted mean; 0 if the sum is 0)."""
-    target = target.long()
-    nll = F.cross_entropy(logits.float(), target, reduction="none", ignore_index=ignore_index)
-    valid = (target != ignore_index).float()
-    if class_weights is None:
-        w = valid
-    else:
-        cw = class_weights.to(device=logits.device, dtype=torch.float32)
-        w = cw[target.clamp_min(0)] * valid
-    return (w * nll).sum() / w.sum().clamp_min(1e-12)
-
-
-def dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
-    """Soft Dice loss ``1 − (2|p·y| + eps) / (|p| + |y| + eps)`` per image, averaged over the batch."""
-    p = torch.sigmoid(logits.float()).flatten(1)
-    y = target.float().flatten(1)
-    dice = (2 * (p * y).sum(1) + eps) / (p.sum(1) + y.sum(1) + eps)
-    return (1 - dice).mean()
-
-
-def dice_score(logits: torch.Tensor, target: torch.Tensor, threshold: float = 0.0, eps: float = 1e-6) -> torch.Tensor:
-    """Hard Dice of ``logits > threshold`` vs a binary target, averaged over images (empty/empty counts as 1)."""
-    p = (logits > threshold).float().flatten(1)
-    y = (target > 0.5).float().flatten(1)
-    return ((2 * (p * y).sum(1) + eps) / (p.sum(1) + y.sum(1) + eps)).mean()
-
-
-def silog_loss(pred: torch.Tensor, target: torch.Tensor, lam: float = 0.5, eps: float = 1e-6) -> torch.Tensor:
-    """Scale-invariant log loss over valid pixels (target > 0 and finite): ``mean(d²) − λ·mean(d)²``."""
-    pred, target = pred.float(), target.float()
-    valid = torch.isfinite(target) & (target > 0)
-    if not valid.any():
-        return pred.sum() * 0.0
-    d = torch.log(pred[valid].clamp_min(eps)) - torch.log(target[valid])
-    return (d.pow(2).mean() - lam * d.mean().pow(2)).clamp_min(0.0)
-
-
-def masked_l1_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """L1 over valid pixels (target > 0 and finite)."""
-    pred, target = pred.float(), target.float()
-    valid = torch.isfinite(target) & (target > 0)
-    if not valid.any():
-        return pred.sum() * 0.0
-    return (pred[valid] - target[valid]).abs().mean()
-
-
-def _dense_target(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Bring a ``[B, H, W]`` / ``[B, 1, H, W]`` target and ``[B, 1, h, w]`` output to the same shape (the output is
-    bilinearly resized to the target's size when they differ)."""
-    if target.ndim == logits.ndim - 1:
-        target = target.unsqueeze(1)
-    if logits.shape[-2:] != target.shape[-2:]:
-        logits = F.interpolate(logits, size=target.shape[-2:], mode="bilinear", align_corners=False)
-    if logits.shape != target.shape:
-        raise ValueError(f"dense output {tuple(logits.shape)} does not match target {tuple(target.shape)}")
-    return logits, target
-
-
-def probe_loss(task: str, logits: torch.Tensor, target: torch.Tensor, class_weights: torch.Tensor | None = None, *,
-               regression: Literal["mse", "smooth_l1"] = "mse",
-               segmentation: Literal["bce_dice", "bce", "dice"] = "bce_dice",
-               depth: Literal["silog", "l1"] = "silog", ignore_index: int = -100) -> torch.Tensor:
-    """Training loss of a probe head for one benchmark ``task`` (see the module docstring for each task)."""
-    if task in CLASSIFICATION_TASKS:
-        if logits.ndim != 2 or target.ndim != 1 or target.shape[0] != logits.shape[0]:
-            raise ValueError(f"{task}: expected logits [B, C] and integer targets [B], got {tuple(logits.shape)} "
-                             f"and {tuple(target.shape)}")
-        return weighted_cross_entropy(logits, target, class_weights, ignore_index)
-    if task == "triplet":
-        if logits.shape != target.shape:
-            raise ValueError(f"triplet: logits {tuple(logits.shape)} and multi-hot targets {tuple(target.shape)} "
-                             "differ")
-        loss = F.binary_cross_entropy_with_logits(logits.float(), target.float(), reduction="none")
-        if class_weights is not None:
-            cw = class_weights.to(device=logits.device, dtype=torch.float32)
-            loss = loss * (cw / cw.mean().clamp_min(1e-12))
-        return loss.mean()
-    if task == "skill":
-        pred = logits.float().reshape(logits.shape[0], -1)
-        if pred.shape[1] != 1:
-            raise ValueError(f"skill: expected a scalar output per sample, got logits {tuple(logits.shape)}")
-        pred, tgt = pred[:, 0], target.float().reshape(-1)
-        if regression == "mse":
-            return F.mse_loss(pred, tgt)
-        if regression == "smooth_l1":
-            return F.smooth_l1_loss(pred, tgt, beta=1.0)
-        raise ValueError(f"skill: unknown regression loss {regression!r} (mse, smooth_l1)")
-    if task == "segmentation":
-        logits, target = _dense_target(logits, target)
-        terms = {"bce": lambda: F.binary_cross_entropy_with_logits(logits.float(), target.float()),
-                 "dice": lambda: dice_loss(logits, target)}
-        if segmentation not in ("bce_dice", "bce", "dice"):
-            raise ValueError(f"segmentation: unknown loss {segmentation!r} (bce_dice, bce, dice)")
-        return sum(terms[k]() for k in terms if k in segmentation.split("_"))
-    if task == "depth":
-        pred, target = _dense_target(logits, target)
-        if depth == "silog":
-            return silog_loss(pred, target)
-        if depth == "l1":
-            return masked_l1_loss(pred, target)
-        raise ValueError(f"depth: unknown loss {depth!r} (silog, l1)")
-    raise ValueError(f"unknown probe task {task!r}; choose from {list(TASKS)}")
-
-
-def probe_outputs(task: str, logits: torch.Tensor) -> torch.Tensor:
-    """Head output → prediction: class probabilities (phase/action: softmax; triplet/segmentation: sigmoid),
-    the scalar score ``[B]`` (skill) or the depth map unchanged (depth)."""
-    if task in CLASSIFICATION_TASKS:
-        return logits.float().softmax(-1)
-    if task in ("triplet", "segmentation"):
-        return torch.sigmoid(logits.float())
-    if task == "skill":
-        return logits.float().reshape(-1)
-    if task == "depth":
-        return logits.float()
-    raise ValueError(f"unknown probe task {task!r}; choose from {list(TASKS)}")
-
-
 def head_outputs(task: str, num_classes: int) -> int:
     """Number of head outputs for a task: C for phase/action/triplet, 1 for skill/segmentation/depth."""
-    if task in CLASSIFICATION_TASKS or task == "triplet":
+    if check_task(task, "probe task") in CLASS_TASKS:
         if num_classes < 1:
             raise ValueError(f"{task}: needs at least one class, got {num_classes}")
         return num_classes
-    if task in ("skill",) + DENSE_TASKS:
-        return 1
-    raise ValueError(f"unknown probe task {task!r}; choose from {list(TASKS)}")
+    return 1
 
 
 def build_probe(task: str, embed_dim: int, num_classes: int = 0, *, grid: Sequence[int] | None = None,
@@ -352,10 +184,3 @@ def build_probe(task: str, embed_dim: int, num_classes: int = 0, *, grid: Sequen
         return DenseProbe(embed_dim, out, grid, image_size=image_size, hidden_dim=hidden_dim,
                           positive=task == "depth")
     return AttentiveProbe(embed_dim, out, depth=depth, num_heads=num_heads, mlp_ratio=mlp_ratio)
-
-
-__all__ = [
-    "AttentiveProbe", "CrossAttention", "CrossAttentionBlock", "DenseProbe", "TASKS", "DENSE_TASKS",
-    "build_probe", "class_weights_from_labels", "dice_loss", "dice_score", "head_outputs", "masked_l1_loss",
-    "probe_loss", "probe_outputs", "resolve_num_heads", "silog_loss", "weighted_cross_entropy",
-]

@@ -6,8 +6,8 @@ A *tube* is one spatial patch position ``s = h * Wp + w`` across all ``Tt = T / 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from functools import partial
-from typing import Sequence
 
 import torch
 from einops import rearrange
@@ -98,7 +98,7 @@ class PosEmbedCache(nn.Module):
         self._cache: dict[tuple[int, int, int], torch.Tensor] = {}
 
     def forward(self, grid: tuple[int, int, int], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-        key = tuple(grid)
+        key = (int(grid[0]), int(grid[1]), int(grid[2]))
         table = self._cache.get(key)
         if table is None or table.device != device:
             table = sincos_pos_embed_3d(self.dim, key).to(device)
@@ -106,7 +106,7 @@ class PosEmbedCache(nn.Module):
         return table.to(dtype)
 
 
-def init_vit_weights(module: nn.Module, blocks: Sequence[nn.Module]) -> None:
+def init_vit_weights(module: nn.Module, blocks: Iterable[nn.Module]) -> None:
     """trunc_normal(0.02) for Linear/Conv, zero bias, unit LayerNorm; then rescale each block's output projections
     by 1/sqrt(2*layer) (depth-scaled init as in V-JEPA)."""
     for m in module.modules():
@@ -118,8 +118,10 @@ def init_vit_weights(module: nn.Module, blocks: Sequence[nn.Module]) -> None:
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
     for layer, blk in enumerate(blocks, start=1):
-        blk.attn.proj.weight.data.div_(math.sqrt(2.0 * layer))
-        blk.mlp.fc2.weight.data.div_(math.sqrt(2.0 * layer))
+        assert isinstance(blk, Block)
+        for proj in (blk.attn.proj, blk.mlp.fc2):
+            assert isinstance(proj, nn.Linear)
+            proj.weight.data.div_(math.sqrt(2.0 * layer))
 
 
 def make_blocks(dim: int, depth: int, heads: int, mlp_ratio: float, drop_path: float) -> nn.ModuleList:
@@ -127,7 +129,9 @@ def make_blocks(dim: int, depth: int, heads: int, mlp_ratio: float, drop_path: f
     rates = torch.linspace(0, drop_path, depth).tolist()
     norm = partial(nn.LayerNorm, eps=1e-6)
     return nn.ModuleList(
-        Block(dim, heads, mlp_ratio=mlp_ratio, qkv_bias=True, drop_path=r, norm_layer=norm) for r in rates
+        Block(dim, heads, mlp_ratio=mlp_ratio, qkv_bias=True, drop_path=r,
+              norm_layer=norm)  # type: ignore[arg-type]  # timm calls it as a factory; a partial is one
+        for r in rates
     )
 
 
@@ -203,12 +207,7 @@ def uint8_clip_to_float(frames: torch.Tensor) -> torch.Tensor:
     return rearrange(frames, "b t h w c -> b c t h w").float().div_(255.0)
 
 
-def token_count(cfg: EncoderConfig, frames: int, height: int, width: int) -> int:
-    """Number of tubelet tokens for a clip of the given size."""
-    return (frames // cfg.tubelet_size) * (height // cfg.patch_size) * (width // cfg.patch_size)
-
-
 __all__ = [
     "EncoderConfig", "VIT_SIZES", "ViTSize", "VideoViT", "gather_tokens", "normalize_clip", "sincos_pos_embed_3d",
-    "uint8_clip_to_float", "token_count", "make_blocks", "run_blocks", "init_vit_weights", "PosEmbedCache",
+    "uint8_clip_to_float", "make_blocks", "run_blocks", "init_vit_weights", "PosEmbedCache",
 ]

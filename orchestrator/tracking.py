@@ -11,9 +11,25 @@ import time
 from pathlib import Path
 from typing import Any
 
+import mlflow
+from mlflow.entities import Metric, Param
+
 from orchestrator.config import flatten, work_dir
 
-RUN_NAME_TAG = "surgmotion.run_name"
+# One vocabulary of tags and artifact names: every writer and reader uses these constants.
+RUN_NAME_TAG = "surgmotion.run_name"      # our run name (resume looks runs up by it)
+MLFLOW_RUN_NAME_TAG = "mlflow.runName"
+PARENT_TAG = "mlflow.parentRunId"         # a sweep trial's parent run
+JOB_TAG = "surgmotion.job"                # JOB_PRETRAIN | JOB_REPORT (sweep parents carry BENCHMARK_TAG instead)
+JOB_PRETRAIN, JOB_REPORT = "pretrain", "report"
+BENCHMARK_TAG = "surgmotion.benchmark"
+BACKBONE_TAG = "surgmotion.backbone"      # the backbone spec string
+TASK_TAG = "surgmotion.task"              # the benchmark's task (model.tasks.Task)
+FOLD_TAG = "surgmotion.fold"
+CHECKPOINT_ARTIFACT = "checkpoint"        # folder: model.pt + config.yaml (pretraining)
+PLOTS_ARTIFACT = "plots"                  # folder of PNGs (pretraining runs, sweep parents)
+PREDICTIONS_ARTIFACT = "predictions_test.npz"   # sweep parent: test predictions of the val-selected head
+SKIPPED_ARTIFACT = "skipped_videos.json"  # pretraining: every skipped video and why
 SECRET_PATTERN = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
 
 
@@ -34,9 +50,7 @@ def dashboard_command(tracking_uri: str) -> str:
     return f"mlflow ui --backend-store-uri {tracking_uri} --host 127.0.0.1 --port 5000"
 
 
-def client(tracking_uri: str) -> "mlflow.MlflowClient":  # noqa: F821
-    import mlflow
-
+def client(tracking_uri: str) -> mlflow.MlflowClient:
     return mlflow.MlflowClient(tracking_uri=tracking_uri)
 
 
@@ -79,9 +93,9 @@ def start_or_resume_run(tracking_uri: str, experiment: str, run_name: str, tags:
         c.update_run(existing, status="RUNNING")
         return existing, True
     exp_id = ensure_experiment(tracking_uri, experiment)
-    all_tags = {RUN_NAME_TAG: run_name, "mlflow.runName": run_name, **(tags or {})}
+    all_tags = {RUN_NAME_TAG: run_name, MLFLOW_RUN_NAME_TAG: run_name, **(tags or {})}
     if parent_run_id:
-        all_tags["mlflow.parentRunId"] = parent_run_id
+        all_tags[PARENT_TAG] = parent_run_id
     run = c.create_run(exp_id, run_name=run_name, tags=all_tags)
     return run.info.run_id, False
 
@@ -98,8 +112,6 @@ def safe_params(config: dict[str, Any]) -> dict[str, str]:
 
 def log_params(tracking_uri: str, run_id: str, config: dict[str, Any]) -> None:
     """Log params; on a resumed run only keys not logged before (MLflow params are immutable)."""
-    from mlflow.entities import Param
-
     c = client(tracking_uri)
     existing = c.get_run(run_id).data.params
     params = [Param(k, v) for k, v in safe_params(config).items() if k not in existing]
@@ -116,8 +128,6 @@ class MetricLogger:
         self._calls = 0
 
     def log(self, metrics: dict[str, float], step: int) -> None:
-        from mlflow.entities import Metric
-
         ts = int(time.time() * 1000)
         self._buf.extend(Metric(k, float(v), ts, step) for k, v in metrics.items())
         self._calls += 1

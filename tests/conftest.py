@@ -1,13 +1,25 @@
-"""Shared fixtures: tiny videos written with PyAV, and ONE local Ray cluster for every Ray test (session scope)."""
+"""Shared helpers and fixtures: tiny videos written with PyAV, ONE local Ray cluster for every Ray test (session
+scope), the tiny learnable phase benchmark and the sweep config the probe tests share, MLflow / Ray Train
+read-backs. No test module imports another test module; what they share lives here (media writers for
+benchmark fixtures: the ``benchmark_fixtures`` package)."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
+import mlflow
 import numpy as np
 import pytest
+
+from orchestrator.benchmarks.spec import BenchmarkSpec, Sample, SplitSpec, register_adapter
+from orchestrator.probe.config import SweepConfig
+from orchestrator.probe.features import FeatureConfig
+from orchestrator.synthetic.config import SyntheticConfig
+from orchestrator.synthetic.corpus import generate_corpus
 
 # Throwaway local test clusters: no token auth, so subprocesses can join with an explicit address.
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -75,7 +87,6 @@ def ray_cluster() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def tiny_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small synthetic corpus (3 sources × 1 video × 8 s, 96×64) shared by the pretraining e2e tests."""
-    from orchestrator.data.synthetic import SyntheticConfig, generate_corpus
 
     out = tmp_path_factory.mktemp("corpus")
     return generate_corpus(out, SyntheticConfig(videos_per_source=1, seconds=8, width=96, height=64))
@@ -88,3 +99,79 @@ def tiny_overrides(manifest: Path, name: str, steps: int, workers: int = 2) -> l
             f"train.batch_per_worker={4 // workers}", "train.checkpoint_every=2", f"scaling.num_workers={workers}",
             "scaling.cpus_per_worker=0.25", "scaling.torch_threads=1", "optim.warmup_steps=1",
             "model.encoder.size=tiny", "model.predictor.depth=2"]
+
+
+# ------------------------------------------------------------------------------- the tiny phase benchmark
+SPLIT_VIDEOS = {"train": ["v0", "v1", "v2", "v3"], "val": ["v4", "v5"], "test": ["v6", "v7"]}
+SECONDS, FPS = 16, 4
+COLORS = np.array([[200, 40, 40], [40, 200, 40], [40, 40, 200]], dtype=np.float32)
+SWAP = {0: 1, 1: 2, 2: 0}  # a derangement: a correct head scores 0 on swapped val labels
+
+
+def phase_of(video: int, t: int) -> int:
+    """Unequal phases (majority class is phase 2): 0 for the first 3-4 s, 1 for the next 4-5 s, then 2."""
+    a, b = 3 + video % 2, 8 + video % 2
+    return 0 if t < a else 1 if t < b else 2
+
+
+def write_tiny_videos(root: Path) -> None:
+    rng = np.random.default_rng(0)
+    for vids in SPLIT_VIDEOS.values():
+        for vid in vids:
+            v = int(vid[1:])
+            labels = np.array([phase_of(v, f // FPS) for f in range(SECONDS * FPS)])
+            frames = COLORS[labels][:, None, None, :] + rng.normal(0, 25, (len(labels), 48, 64, 3))
+            write_video(root / f"{vid}.mp4", np.clip(frames, 0, 255).astype(np.uint8), fps=FPS)
+
+
+@register_adapter("test_tiny_phase")
+def load_tiny_phase(root: Path, split: str, spec: BenchmarkSpec) -> list[Sample]:
+    """One sample per second; ``*-swapped`` benchmarks permute the VAL labels (val and test disagree)."""
+    out = []
+    for vid in SPLIT_VIDEOS[split]:
+        for t in range(SECONDS):
+            lab = phase_of(int(vid[1:]), t)
+            if split == "val" and spec.name.endswith("swapped"):
+                lab = SWAP[lab]
+            out.append(Sample(sample_id=f"{vid}@{t}", video_id=vid, source=str(root / f"{vid}.mp4"),
+                              time_s=float(t), label=lab))
+    return out
+
+
+def tiny_phase_benchmark(name: str = "tiny-phase") -> BenchmarkSpec:
+    """A learnable 3-phase benchmark on the videos of the ``tiny_root`` fixture (task defaults: metrics, f1)."""
+    return BenchmarkSpec(name=name, task="phase", adapter="test_tiny_phase", classes=["a", "b", "c"],
+                         splits=SplitSpec(kind="official"), clip_frames=4)
+
+
+TINY_FEATURES = FeatureConfig(frames=4, short_side=32, crop=32, batch_size=16)
+
+
+@pytest.fixture(scope="session")
+def tiny_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("tiny_phase")
+    write_tiny_videos(root)
+    return root
+
+
+def tiny_config(tmp: Path, lr: list[float], wd: list[float], epochs: int = 6) -> SweepConfig:
+    """A sweep of the tiny phase benchmark with a small probe, everything under ``tmp``."""
+    return SweepConfig(benchmarks=["tiny-phase"], backbones=["random:tiny"], grid={"lr": lr, "wd": wd},
+                       epochs=epochs, batch_size=16, probe={"depth": 1, "heads": 4}, features=TINY_FEATURES,
+                       cpus_per_trial=0.5, experiment="test-sweeps", tracking_uri=f"sqlite:///{tmp / 'mlflow.db'}",
+                       cache_dir=str(tmp / "cache"), storage_dir=str(tmp / "sweeps"))
+
+
+# ------------------------------------------------------------------------------------------- read-backs
+def committed_step(run_dir: Path) -> int | None:
+    """Step of the latest checkpoint Ray Train has committed (what a re-run restores), or None."""
+    snap = run_dir / "checkpoint_manager_snapshot.json"
+    try:
+        latest = json.loads(snap.read_text()).get("latest_checkpoint_result")
+    except (OSError, ValueError):
+        return None
+    return int(latest["metrics"]["step"]) if latest else None
+
+
+def metric_history(uri: str, run_id: str, key: str) -> list[mlflow.entities.Metric]:
+    return mlflow.MlflowClient(uri).get_metric_history(run_id, key)

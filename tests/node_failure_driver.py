@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from ray._private.node import Node
     from ray.cluster_utils import Cluster
 
-    from orchestrator.config import PretrainConfig
+    from orchestrator.pretrain.config import PretrainConfig
 
 TESTS = Path(__file__).resolve().parent
 sys.path[:0] = [str(TESTS.parent), str(TESTS)]
@@ -81,7 +81,9 @@ def add_worker_node(cluster: Cluster, workers: int) -> Node:
 
 def make_config(args: argparse.Namespace, address: str) -> PretrainConfig:
     from conftest import tiny_overrides
-    from orchestrator.config import PretrainConfig, load_config
+
+    from orchestrator.config import load_config
+    from orchestrator.pretrain.config import PretrainConfig
 
     over = tiny_overrides(Path(args.manifest), args.name, steps=args.steps, workers=args.workers) + [
         f"train.max_failures={args.max_failures}", f"ray.address={address}",
@@ -96,7 +98,7 @@ def start_training(cfg: PretrainConfig, info: dict[str, Any], done: threading.Ev
     thread plays the node failure. init_ray connects to the existing cluster through ray.address; the
     call inside run_pretraining then sees Ray initialised and returns.
     """
-    from orchestrator.pretrain import init_ray, run_pretraining
+    from orchestrator.pretrain.driver import init_ray, run_pretraining
 
     def train() -> None:
         t0 = time.monotonic()
@@ -149,7 +151,7 @@ def kill_node_workers(node: Node) -> int:
 def kill_and_replace_worker(cluster: Cluster, worker: Node, workers: int, run_dir: Path, done: threading.Event,
                             deadline: float, info: dict[str, Any]) -> None:
     """After the first committed checkpoint, SIGKILL ``worker`` and add a replacement node (recorded in ``info``)."""
-    from test_pretrain_e2e import committed_step
+    from conftest import committed_step
 
     while (step := committed_step(run_dir)) is None and not done.is_set() and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -189,13 +191,12 @@ def main() -> int:
 
     # Import Ray and the project only now (after RAY_TMPDIR is set) and before any cluster starts, so an import
     # error aborts here; the helpers import what they use from these already-loaded modules.
+    import conftest  # noqa: F401
     import ray
     import ray.cluster_utils  # noqa: F401
 
-    import conftest  # noqa: F401
+    import orchestrator.pretrain.driver  # noqa: F401
     from orchestrator.config import work_dir
-    import orchestrator.pretrain  # noqa: F401
-    import test_pretrain_e2e  # noqa: F401
 
     info: dict[str, Any] = {"name": args.name, "steps": args.steps, "workers": args.workers,
                             "max_failures": args.max_failures, "error": None, "kill_error": None}

@@ -9,13 +9,10 @@ import torch
 import yaml
 from einops import rearrange
 
-from model.backbones import (
-    Backbone,
-    RandomInitBackbone,
-    SurgMotionBackbone,
-    TimmFrameBackbone,
-    build_backbone,
-)
+from model.backbones.base import Backbone
+from model.backbones.factory import build_backbone
+from model.backbones.timm_frames import TimmFrameBackbone
+from model.backbones.video_vit import RandomInitBackbone, SurgMotionBackbone
 from model.jepa import SurgMotion, SurgMotionConfig
 from model.vit import EncoderConfig, normalize_clip
 
@@ -103,9 +100,9 @@ def test_surgmotion_checkpoint_errors(tmp_path: Path) -> None:
 
 
 def test_real_save_checkpoint_layout_loads(tmp_path: Path, surgmotion: SurgMotion) -> None:
-    """Guard against drift from orchestrator/checkpointing.py (the writer of real checkpoints)."""
-    from orchestrator.checkpointing import save_checkpoint
-    from orchestrator.config import PretrainConfig
+    """Guard against drift from orchestrator/pretrain/checkpoint.py (the writer of real checkpoints)."""
+    from orchestrator.pretrain.checkpoint import save_checkpoint
+    from orchestrator.pretrain.config import PretrainConfig
 
     cfg = PretrainConfig(model=CFG).model_dump(mode="json")
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)

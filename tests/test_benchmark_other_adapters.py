@@ -9,7 +9,8 @@ import pytest
 from benchmark_fixtures import BUILDERS, generic, load_all_splits
 from benchmark_fixtures.other import AVOS_TEST, C3VD_DEPTH, CHOLECT50_FRAMES, fixture_triplet_map
 
-from orchestrator.benchmarks.adapters import c3vd_depth_to_mm, read_depth_mm, triplet_component_map, triplet_names
+from orchestrator.benchmarks.adapters.dense import c3vd_depth_to_mm, read_depth_mm
+from orchestrator.benchmarks.adapters.triplet import triplet_component_map, triplet_names
 from orchestrator.benchmarks.registry import (
     BENCHMARKS,
     C3VD_TEST_SEQUENCES,

@@ -9,8 +9,13 @@ import torch
 from model.jepa import SurgMotion, SurgMotionConfig, surgmotion_param_groups
 from model.predictor import PredictorConfig
 from model.vit import EncoderConfig
-from orchestrator.checkpointing import (atomic_save, load_model_weights, load_train_state, resolve_init,
-                                        save_checkpoint)
+from orchestrator.pretrain.checkpoint import (
+    atomic_save,
+    load_model_weights,
+    load_train_state,
+    resolve_init,
+    save_checkpoint,
+)
 from orchestrator.tracking import log_artifact, start_or_resume_run
 
 

@@ -2,7 +2,7 @@
 field), without a traceback and without touching what an earlier run wrote; and every HTTP endpoint we start
 (Ray dashboard, MLflow UI) binds to 127.0.0.1 only.
 
-The sweep cases also check that the error comes before Ray starts (``orchestrator.sweep.validate`` parses every
+The sweep cases also check that the error comes before Ray starts (``orchestrator.probe.sweep.validate`` parses every
 split's annotations).
 """
 from __future__ import annotations
@@ -16,8 +16,8 @@ import socket
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
@@ -133,8 +133,9 @@ def test_init_ray_starts_local_clusters_with_a_loopback_dashboard(monkeypatch: p
     """init_ray passes no dashboard_host: the guarantee is Ray's default, which must stay 127.0.0.1."""
     import ray
 
-    from orchestrator.config import PretrainConfig, load_config
-    from orchestrator.pretrain import init_ray
+    from orchestrator.config import load_config
+    from orchestrator.pretrain.config import PretrainConfig
+    from orchestrator.pretrain.driver import init_ray
 
     default = inspect.signature(ray.init).parameters["dashboard_host"].default
     calls: list[dict] = []
@@ -148,8 +149,9 @@ def test_init_ray_starts_local_clusters_with_a_loopback_dashboard(monkeypatch: p
 
 LISTEN_PROBE = """
 import json, socket, ray
-from orchestrator.config import PretrainConfig, load_config
-from orchestrator.pretrain import init_ray
+from orchestrator.config import load_config
+from orchestrator.pretrain.config import PretrainConfig
+from orchestrator.pretrain.driver import init_ray
 
 def reachable(host, port):
     try:

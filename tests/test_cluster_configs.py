@@ -16,10 +16,11 @@ import tomllib
 from pathlib import Path
 
 import pytest
+import ray
 import yaml
 
-import ray
-from orchestrator.config import REPO_ROOT, ConfigError, PretrainConfig, load_config
+from orchestrator.config import REPO_ROOT, ConfigError, load_config
+from orchestrator.pretrain.config import PretrainConfig
 
 CLUSTER = REPO_ROOT / "cluster"
 KUBERAY = CLUSTER / "kuberay"
@@ -232,8 +233,6 @@ def test_pretrain_job_arguments_are_valid_config_keys():
 
 def _load_sweep_cli():
     path = REPO_ROOT / "experiments" / "sweep_probes.py"
-    if not (REPO_ROOT / "orchestrator" / "sweep.py").is_file() or not path.is_file():
-        pytest.skip("orchestrator/sweep.py or experiments/sweep_probes.py not present yet")
     sys.path.insert(0, str(REPO_ROOT / "experiments"))
     spec = importlib.util.spec_from_file_location("_sweep_probes_cli", path)
     mod = importlib.util.module_from_spec(spec)
@@ -244,9 +243,9 @@ def _load_sweep_cli():
 def test_sweep_job_arguments_are_valid_config_keys():
     cli = _load_sweep_cli()
     try:
-        from orchestrator.sweep import SweepConfig
+        from orchestrator.probe.sweep import SweepConfig
     except ImportError as e:  # being written concurrently
-        pytest.skip(f"orchestrator.sweep.SweepConfig not importable: {e}")
+        pytest.skip(f"orchestrator.probe.sweep.SweepConfig not importable: {e}")
     argv = _entrypoint("rayjob-sweep.yaml")
     assert argv[:2] == ["python", "experiments/sweep_probes.py"]
     args = cli.build_parser().parse_args(argv[2:])  # unknown flags → SystemExit
@@ -327,8 +326,8 @@ def test_local_sh_up_two_nodes_down(tmp_path):
         # two nodes seen from a separate driver
         probe = subprocess.run(
             [sys.executable, "-c",
-             "import ray; ray.init(address='127.0.0.1:%d', log_to_driver=False); "
-             "print(sum(n['Alive'] for n in ray.nodes()), int(ray.cluster_resources()['CPU']))" % port],
+             f"import ray; ray.init(address='127.0.0.1:{port}', log_to_driver=False); "
+             "print(sum(n['Alive'] for n in ray.nodes()), int(ray.cluster_resources()['CPU']))"],
             env=env, capture_output=True, text=True, timeout=60)
         assert probe.stdout.split()[-2:] == ["2", "2"], probe.stdout + probe.stderr
         assert sh("status").returncode == 0

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.config import CONFIG_DIR, REPO_ROOT, ConfigError, PretrainConfig, flatten, load_config
+from orchestrator.config import CONFIG_DIR, REPO_ROOT, ConfigError, flatten, load_config
+from orchestrator.pretrain.config import PretrainConfig
 
 
 @pytest.mark.parametrize("name", ["demo", "vitl_stage1", "vitl_stage2"])

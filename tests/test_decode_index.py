@@ -6,10 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import counter_video, write_video
+
 from orchestrator.data.clip_index import build_clip_index, probe_all
-from orchestrator.data.decode import crop_box, decode_batch, decode_clip, frame_indices, resized_size
+from orchestrator.data.config import DataConfig
+from orchestrator.data.decode import VideoInfo, crop_box, decode_batch, decode_clip, frame_indices, resized_size
 from orchestrator.data.manifest import Manifest, ManifestError, Source, load_manifest
 
 
@@ -29,8 +30,8 @@ def test_resize_and_crop_geometry() -> None:
 
 def test_decode_gives_sizes_and_1fps_timestamps(tmp_path: Path) -> None:
     path = counter_video(tmp_path / "c.mp4", seconds=6, fps=10, width=80, height=60)
-    clip = decode_clip(str(path), 1.0, 4, 1.0, short_side=48, crop=40, crop_seed=3, fps=10.0, num_frames=60,
-                       width=80, height=60)
+    clip = decode_clip(str(path), 1.0, VideoInfo(fps=10.0, num_frames=60, width=80, height=60),
+                       DataConfig(frames=4, sample_fps=1.0, short_side=48, crop=40), crop_seed=3)
     assert clip.shape == (4, 40, 40, 3) and clip.dtype == np.uint8
     # frames 10, 20, 30, 40 have grey values 40, 80, 120, 160
     assert np.allclose(clip.reshape(4, -1).mean(1), [40, 80, 120, 160], atol=6)
@@ -39,8 +40,8 @@ def test_decode_gives_sizes_and_1fps_timestamps(tmp_path: Path) -> None:
 def test_decode_survives_decord_resize_bug(tmp_path: Path) -> None:
     # decord 0.6.0 raises for a 96x64 -> 72x48 resize; the fallback resizes the native frames instead
     path = counter_video(tmp_path / "c.mp4", seconds=6, fps=10, width=96, height=64)
-    clip = decode_clip(str(path), 1.0, 4, 1.0, short_side=48, crop=40, crop_seed=None, fps=10.0, num_frames=60,
-                       width=96, height=64)
+    clip = decode_clip(str(path), 1.0, VideoInfo(fps=10.0, num_frames=60, width=96, height=64),
+                       DataConfig(frames=4, sample_fps=1.0, short_side=48, crop=40), crop_seed=None)
     assert clip.shape == (4, 40, 40, 3)
     assert np.allclose(clip.reshape(4, -1).mean(1), [40, 80, 120, 160], atol=6)
 
@@ -52,7 +53,7 @@ def test_decode_batch_marks_failures_without_raising(tmp_path: Path) -> None:
     batch = {"index": np.array([0, 1]), "path": np.array([str(good), str(bad)]), "start": np.array([0.0, 0.0]),
              "crop_seed": np.array([1, 2]), "fps": np.array([10.0, 10.0]), "num_frames": np.array([60, 60]),
              "width": np.array([80, 80]), "height": np.array([60, 60])}
-    out = decode_batch(batch, frames=4, sample_fps=1.0, short_side=48, crop=32)
+    out = decode_batch(batch, DataConfig(frames=4, sample_fps=1.0, short_side=48, crop=32))
     assert out["ok"].tolist() == [1, 0]
     assert out["clip"].shape == (2, 4, 32, 32, 3) and out["clip"][1].max() == 0
 
@@ -100,7 +101,7 @@ def test_grayscale_and_odd_size_video_decode(tmp_path: Path, width: int, height:
     m = Manifest(name="g", root=str(tmp_path), sources=[Source(name="g", specialty="x", videos=["v.mp4"])])
     v = build_clip_index(m, frames=4).videos[0]
     assert (v.width, v.height) == (width, height)
-    clip = decode_clip(v.path, 0.0, 4, 1.0, 64, 48, 0, v.fps, v.num_frames, v.width, v.height)
+    clip = decode_clip(v.path, 0.0, v, DataConfig(frames=4, sample_fps=1.0, short_side=64, crop=48), 0)
     assert clip.shape == (4, 48, 48, 3)
     means = clip.reshape(4, -1).mean(1)
     if pix_fmt == "gray":  # the writer maps full-range grey to limited-range YUV: only the order survives exactly

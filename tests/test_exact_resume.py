@@ -12,10 +12,11 @@ from pathlib import Path
 import mlflow
 import pytest
 import torch
-
 from conftest import tiny_overrides
-from orchestrator.config import PretrainConfig, load_config
-from orchestrator.pretrain import run_pretraining
+
+from orchestrator.config import load_config
+from orchestrator.pretrain.config import PretrainConfig
+from orchestrator.pretrain.driver import run_pretraining
 
 pytestmark = pytest.mark.slow
 

@@ -1,19 +1,16 @@
-"""Feature cache: keys, Ray Data extraction, hits without extraction, partial entries never served.
-
-Also home of :func:`tiny_phase_benchmark`, the learnable phase-like benchmark the sweep tests use."""
+"""Feature cache: keys, Ray Data extraction, hits without extraction, partial entries never served."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import TINY_FEATURES, load_tiny_phase, tiny_phase_benchmark
 
-from conftest import write_video
-from orchestrator.benchmarks.spec import BenchmarkSpec, Sample, SplitSpec, register_adapter
-from orchestrator.features import (
+from orchestrator.benchmarks.spec import Sample
+from orchestrator.probe.features import (
     EXTRACTION_COUNTER,
     INDEX_FILE,
-    FeatureConfig,
     backbone_info,
     cache_key,
     ensure_features,
@@ -22,57 +19,6 @@ from orchestrator.features import (
     read_index,
 )
 
-SPLIT_VIDEOS = {"train": ["v0", "v1", "v2", "v3"], "val": ["v4", "v5"], "test": ["v6", "v7"]}
-SECONDS, FPS = 16, 4
-COLORS = np.array([[200, 40, 40], [40, 200, 40], [40, 40, 200]], dtype=np.float32)
-SWAP = {0: 1, 1: 2, 2: 0}  # a derangement: a correct head scores 0 on swapped val labels
-
-
-def phase_of(video: int, t: int) -> int:
-    """Unequal phases (majority class is phase 2): 0 for the first 3-4 s, 1 for the next 4-5 s, then 2."""
-    a, b = 3 + video % 2, 8 + video % 2
-    return 0 if t < a else 1 if t < b else 2
-
-
-def write_tiny_videos(root: Path) -> None:
-    rng = np.random.default_rng(0)
-    for vids in SPLIT_VIDEOS.values():
-        for vid in vids:
-            v = int(vid[1:])
-            labels = np.array([phase_of(v, f // FPS) for f in range(SECONDS * FPS)])
-            frames = COLORS[labels][:, None, None, :] + rng.normal(0, 25, (len(labels), 48, 64, 3))
-            write_video(root / f"{vid}.mp4", np.clip(frames, 0, 255).astype(np.uint8), fps=FPS)
-
-
-@register_adapter("test_tiny_phase")
-def load_tiny_phase(root: Path, split: str, spec: BenchmarkSpec) -> list[Sample]:
-    """One sample per second; ``*-swapped`` benchmarks permute the VAL labels (val and test disagree)."""
-    out = []
-    for vid in SPLIT_VIDEOS[split]:
-        for t in range(SECONDS):
-            lab = phase_of(int(vid[1:]), t)
-            if split == "val" and spec.name.endswith("swapped"):
-                lab = SWAP[lab]
-            out.append(Sample(sample_id=f"{vid}@{t}", video_id=vid, source=str(root / f"{vid}.mp4"),
-                              time_s=float(t), label=lab))
-    return out
-
-
-def tiny_phase_benchmark(name: str = "tiny-phase") -> BenchmarkSpec:
-    return BenchmarkSpec(name=name, task="phase", adapter="test_tiny_phase", classes=["a", "b", "c"],
-                         primary_metric="f1", metrics=["accuracy", "precision", "recall", "jaccard", "f1", "edit"],
-                         splits=SplitSpec(kind="official"), clip_frames=4)
-
-
-TINY_FEATURES = FeatureConfig(frames=4, short_side=32, crop=32, batch_size=16)
-
-
-@pytest.fixture(scope="session")
-def tiny_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("tiny_phase")
-    write_tiny_videos(root)
-    return root
-
 
 # ------------------------------------------------------------------------------------------- fast tests
 def _samples(root: Path, split: str = "train") -> list[Sample]:
@@ -80,7 +26,7 @@ def _samples(root: Path, split: str = "train") -> list[Sample]:
 
 
 def test_cache_key_covers_everything(tmp_path: Path) -> None:
-    from model.backbones import RandomInitBackbone
+    from model.backbones.video_vit import RandomInitBackbone
 
     spec, samples = tiny_phase_benchmark(), _samples(tmp_path)
     a, b = RandomInitBackbone(seed=0).identity(), RandomInitBackbone(seed=1).identity()
@@ -127,10 +73,10 @@ def test_extract_then_hit(ray_cluster: str, tiny_root: Path, tmp_path: Path) -> 
     assert {p.name: p.stat().st_mtime_ns for p in entry.iterdir()} == mtimes
     np.testing.assert_array_equal(again.tokens, fs.tokens)
     # rows come back in sample order although shards arrive in any order: same clip → same tokens
-    from model.backbones import build_backbone
-    from orchestrator.features import ClipReader
-
     import torch
+
+    from model.backbones.factory import build_backbone
+    from orchestrator.data.views import ClipReader
 
     reader = ClipReader("phase", TINY_FEATURES.preprocessing(spec))
     clip = torch.from_numpy(reader.clip(samples[5].source, samples[5].time_s)).permute(3, 0, 1, 2)[None]
@@ -144,14 +90,14 @@ def test_extract_then_hit(ray_cluster: str, tiny_root: Path, tmp_path: Path) -> 
 
 
 def test_clip_reader_views(tiny_root: Path) -> None:
-    from orchestrator.features import ClipReader
+    from orchestrator.data.views import ClipReader, Preprocessing
 
-    reader = ClipReader("phase", {"frames": 4, "sample_fps": 1.0, "short_side": 32, "crop": 32})
+    reader = ClipReader("phase", Preprocessing(frames=4, sample_fps=1.0, short_side=32, crop=32))
     clip = reader.clip(str(tiny_root / "v0.mp4"), 0.0)  # before the start: the first frame repeated
     assert clip.shape == (4, 32, 32, 3) and clip.dtype == np.uint8
     assert np.abs(clip.astype(int) - clip[:1].astype(int)).mean() < 1e-6
     end = reader.clip(str(tiny_root / "v0.mp4"), 15.0)  # ends in phase 2 (blue)
     assert end[-1, ..., 2].mean() > end[-1, ..., 0].mean() + 50
-    whole = ClipReader("action", {"frames": 4, "sample_fps": 1.0, "short_side": 32, "crop": 32})
+    whole = ClipReader("action", Preprocessing(frames=4, sample_fps=1.0, short_side=32, crop=32))
     w = whole.clip(str(tiny_root / "v0.mp4"), None)  # spans the video: red first, blue last
     assert w[0, ..., 0].mean() > w[0, ..., 2].mean() + 50 and w[-1, ..., 2].mean() > w[-1, ..., 0].mean() + 50

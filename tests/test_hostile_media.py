@@ -13,82 +13,33 @@ Decisions (documented in orchestrator/data/decode.py and clip_index.py):
 from __future__ import annotations
 
 import json
-from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
+from benchmark_fixtures.hostile import (
+    ALTERNATING_MS,
+    CLOSED_GOP_X265,
+    HEVC_ENCODER,
+    NO_HEVC,
+    OPEN_GOP_REASON,
+    OPEN_GOP_X264,
+    TWO_RATE_MS,
+    H,
+    N,
+    W,
+    counter_frames,
+    encode,
+    rotated_frames,
+    write_hostile_media,
+)
 
 from orchestrator.data import clip_index
 from orchestrator.data.clip_index import VideoRecord, build_clip_index, clip_starts, probe_all
+from orchestrator.data.config import DataConfig
 from orchestrator.data.decode import decode_batch, decode_clip, frame_indices
 from orchestrator.data.manifest import Manifest, Source
-
-HEVC_ENCODER = "libx265" in av.codecs_available
-NO_HEVC = "PyAV's ffmpeg has no libx265 encoder, so no HEVC test file can be written"
-N, W, H = 60, 80, 60  # frames and coded size of every test video
-ALTERNATING_MS = [40, 100]  # VFR frame durations: 1/25 s and 1/10 s, alternating
-TWO_RATE_MS = [40] * 30 + [200] * 30  # VFR: 1.2 s at 25 fps, then 6 s at 5 fps
-OPEN_GOP_X264 = "open-gop=1:bframes=3:keyint=10:min-keyint=10"
-CLOSED_GOP_X265 = "open-gop=0"
-OPEN_GOP_REASON = "unsupported: open GOP"
-
-
-def encode(path: Path, frames: np.ndarray, codec: str = "libx264", fps: int = 10, params: str = "",
-           durations_ms: list[int] | None = None, rotation: int | None = None) -> Path:
-    """Write uint8 RGB frames ``[N, H, W, 3]``; ``params``: x264/x265 params (x265 defaults: open GOP, B-frames),
-    ``durations_ms``: per-frame durations (time base 1/1000, VFR), ``rotation``: display-matrix degrees (CCW)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if durations_ms is not None:  # the codec's 1/rate time base must resolve the shortest frame
-        fps = round(1000 / min(durations_ms))
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream(codec, rate=fps)
-        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-        stream.options = {"g": str(fps), "crf": "10"}
-        if codec == "libx265":
-            stream.options = {**stream.options, "x265-params": ":".join(filter(None, ["log-level=error", params]))}
-        elif params:
-            stream.options = {**stream.options, "x264-params": params}
-        if durations_ms is not None:
-            stream.time_base = Fraction(1, 1000)
-        if rotation is not None:
-            stream.set_display_rotation(rotation)
-        pts = 0
-        for i, f in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(f, format="rgb24")
-            if durations_ms is not None:
-                frame.pts, frame.time_base = pts, Fraction(1, 1000)
-                pts += durations_ms[i % len(durations_ms)]
-            out.mux(stream.encode(frame))
-        out.mux(stream.encode())
-    return path
-
-
-def counter_frames() -> np.ndarray:
-    """Frame i is uniformly grey with value 4·i: the decoded brightness gives the frame number."""
-    return np.ascontiguousarray(np.broadcast_to((4 * np.arange(N, dtype=np.uint8))[:, None, None, None], (N, H, W, 3)))
-
-
-def rotated_frames() -> np.ndarray:
-    """Coded landscape: left half bright (100 + 2·i), right half black; 90° CCW in display puts it at the bottom."""
-    frames = np.zeros((N, H, W, 3), dtype=np.uint8)
-    frames[:, :, : W // 2] = (100 + 2 * np.arange(N, dtype=np.uint8))[:, None, None, None]
-    return frames
-
-
-def write_hostile_media(root: Path) -> dict[Path, str | None]:
-    """Video → expected skip-reason prefix (None: used): alternating VFR, rotated, closed-GOP HEVC (when
-    encodable) are used; one open-GOP file (x265 default HEVC, or H.264 open-gop without libx265) is skipped."""
-    media: dict[Path, str | None] = {
-        encode(root / "vfr.mp4", counter_frames(), durations_ms=ALTERNATING_MS): None,
-        encode(root / "rotated.mp4", rotated_frames(), rotation=90): None}
-    if HEVC_ENCODER:
-        media[encode(root / "hevc.mp4", counter_frames(), codec="libx265", params=CLOSED_GOP_X265)] = None
-        media[encode(root / "open_gop.mp4", counter_frames(), codec="libx265")] = OPEN_GOP_REASON
-    else:
-        media[encode(root / "open_gop.mp4", counter_frames(), params=OPEN_GOP_X264)] = OPEN_GOP_REASON
-    return media
 
 
 def index_one(path: Path, frames: int = 4) -> VideoRecord:
@@ -100,7 +51,7 @@ def index_one(path: Path, frames: int = 4) -> VideoRecord:
 
 def decode(v: VideoRecord, start: float, short_side: int = 48, crop: int = 40, seed: int | None = None
            ) -> np.ndarray:
-    return decode_clip(v.path, start, 4, 1.0, short_side, crop, seed, v.fps, v.num_frames, v.width, v.height)
+    return decode_clip(v.path, start, v, DataConfig(frames=4, sample_fps=1.0, short_side=short_side, crop=crop), seed)
 
 
 def frame_means(clip: np.ndarray) -> np.ndarray:
@@ -223,7 +174,7 @@ def test_hostile_media_corpus_used_by_decode_batch_or_skipped(tmp_path: Path) ->
              "start": np.array([s for _, s in rows]), "crop_seed": np.arange(len(rows)) + 11,
              "fps": np.array([v.fps for v, _ in rows]), "num_frames": np.array([v.num_frames for v, _ in rows]),
              "width": np.array([v.width for v, _ in rows]), "height": np.array([v.height for v, _ in rows])}
-    out = decode_batch(batch, frames=4, sample_fps=1.0, short_side=48, crop=32)
+    out = decode_batch(batch, DataConfig(frames=4, sample_fps=1.0, short_side=48, crop=32))
     assert out["ok"].tolist() == [1] * len(rows)
     assert out["clip"].shape == (len(rows), 4, 32, 32, 3)
     assert all(out["clip"][i].max() > 0 for i in range(len(rows)))

@@ -78,9 +78,9 @@ def test_k_larger_than_masked_count_uses_all() -> None:
     pred, target, g = _inputs()
     full = motion_guided_loss(pred, target, g, k=10, mode="topk_only")
     w0 = _softmax([0.0, 2.0, 4.0, 6.0])
-    clip0 = sum((1 + w) * l for w, l in zip(w0, L0)) / 4
+    clip0 = sum((1 + w) * err for w, err in zip(w0, L0)) / 4
     w1 = _softmax([6.0, 0.0, 1.0, 2.0])
-    clip1 = sum((1 + w) * l for w, l in zip(w1, L1)) / 4
+    clip1 = sum((1 + w) * err for w, err in zip(w1, L1)) / 4
     assert full.item() == pytest.approx((clip0 + clip1) / 2, rel=1e-6)
 
 

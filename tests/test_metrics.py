@@ -7,27 +7,28 @@ import math
 import numpy as np
 import pytest
 from scipy.stats import spearmanr
-from sklearn.metrics import accuracy_score, average_precision_score, f1_score, jaccard_score
-from sklearn.metrics import precision_score, recall_score
+from sklearn.metrics import (
+    accuracy_score,
+    average_precision_score,
+    f1_score,
+    jaccard_score,
+    precision_score,
+    recall_score,
+)
 
-from orchestrator.benchmarks.metrics import (
-    action_metrics,
-    component_groups,
-    depth_metrics,
-    dice_curve,
+from orchestrator.benchmarks.metrics_clip import action_metrics, skill_metrics
+from orchestrator.benchmarks.metrics_dense import depth_metrics, dice_curve, segmentation_metrics
+from orchestrator.benchmarks.metrics_phase import (
     edit_score,
     levenshtein,
     phase_metrics,
     phase_table,
     relaxed_correct,
     relaxed_window_frames,
-    segmentation_metrics,
-    skill_metrics,
-    synthetic_triplet_maps,
-    triplet_metrics,
     video_accuracy,
     video_edit_score,
 )
+from orchestrator.benchmarks.metrics_triplet import component_groups, synthetic_triplet_maps, triplet_metrics
 
 approx = pytest.approx
 

@@ -21,9 +21,9 @@ from typing import Any
 import mlflow
 import pytest
 import torch
+from conftest import metric_history
 
 from orchestrator.tracking import RUN_NAME_TAG
-from test_pretrain_e2e import metric_history
 
 pytestmark = pytest.mark.slow
 DRIVER = Path(__file__).with_name("node_failure_driver.py")

@@ -13,10 +13,11 @@ from pathlib import Path
 import mlflow
 import pytest
 import torch
+from conftest import committed_step, metric_history, tiny_overrides
 
-from orchestrator.config import REPO_ROOT, PretrainConfig, load_config
-from orchestrator.pretrain import run_pretraining
-from conftest import tiny_overrides
+from orchestrator.config import REPO_ROOT, load_config
+from orchestrator.pretrain.config import PretrainConfig
+from orchestrator.pretrain.driver import run_pretraining
 
 pytestmark = pytest.mark.slow
 LOSSES = ["loss", "loss_motion", "loss_st", "loss_var", "loss_cov"]
@@ -31,9 +32,10 @@ HOSTILE_SKIPS = {"empty.mp4": "empty", "truncated.mp4": "unreadable", "text.mp4"
 def hostile_manifest(tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny corpus plus a source of hostile files. Skipped (HOSTILE_SKIPS): zero-byte, truncated, text-as-.mp4,
     too short, missing, open-GOP. Used: variable frame rate, 90° display rotation, closed-GOP HEVC (if encodable)."""
+    from benchmark_fixtures.hostile import write_hostile_media
     from conftest import counter_video
+
     from orchestrator.data.manifest import Source, load_manifest, write_manifest
-    from test_hostile_media import write_hostile_media
 
     bad = tmp_path_factory.mktemp("bad")
     (bad / "empty.mp4").write_bytes(b"")
@@ -51,20 +53,6 @@ def hostile_manifest(tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory
                           videos=[str(bad / n) for n in ("empty.mp4", "truncated.mp4", "text.mp4", "short.mp4",
                                                           "missing.mp4")] + [str(p) for p in media]))
     return write_manifest(m.model_copy(update={"sources": sources}), bad / "manifest.yaml")
-
-
-def committed_step(run_dir: Path) -> int | None:
-    """Step of the latest checkpoint Ray Train has committed (what a re-run restores), or None."""
-    snap = run_dir / "checkpoint_manager_snapshot.json"
-    try:
-        latest = json.loads(snap.read_text()).get("latest_checkpoint_result")
-    except (OSError, ValueError):
-        return None
-    return int(latest["metrics"]["step"]) if latest else None
-
-
-def metric_history(uri: str, run_id: str, key: str) -> list[mlflow.entities.Metric]:
-    return mlflow.MlflowClient(uri).get_metric_history(run_id, key)
 
 
 def test_two_worker_run_on_hostile_corpus_logs_every_loss_term(ray_cluster: str, hostile_manifest: Path,

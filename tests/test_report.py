@@ -14,14 +14,14 @@ from typing import Any
 import mlflow
 import numpy as np
 import pytest
+from conftest import tiny_config, tiny_overrides, tiny_phase_benchmark
 from mlflow.entities import Metric, Param
 
-from orchestrator.report.collect import (BenchmarkInfo, ReportError, SweepEntry, benchmark_info, collect,
-                                         infer_task)
+from orchestrator.benchmarks.registry import get_benchmark
+from orchestrator.report.collect import BenchmarkInfo, ReportError, SweepEntry, benchmark_info, collect
 from orchestrator.report.plots import has_plots, log_pretrain_plots, log_sweep_plots, metric_series
 from orchestrator.report.tables import build_tables, marks, read_csv, table_csv, table_html, table_markdown
 from orchestrator.tracking import ensure_experiment
-from test_features import tiny_phase_benchmark, tiny_root  # noqa: F401  (tiny_root is a fixture)
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "experiments" / "report.py"
@@ -102,14 +102,17 @@ def test_csv_round_trip(two_family_entries: list[SweepEntry], tmp_path: Path) ->
         read_csv(tmp_path / "bad.csv")
 
 
-def test_benchmark_family_from_registry_or_metric_names() -> None:
-    assert benchmark_info("cholec80", []).task == "phase" and benchmark_info("Cholec80", []).metrics[0] == "accuracy"
-    assert benchmark_info("synthetic-depth", []).task == "depth"
-    tiny = benchmark_info("tiny-phase", ["accuracy", "precision", "recall", "jaccard", "f1", "edit"])
-    assert (tiny.task, tiny.registered) == ("phase", False)
-    assert infer_task({"accuracy", "f1"}) == "action" and infer_task({"rmse", "abs_rel"}) == "depth"
+def test_benchmark_family_from_registry_or_the_sweeps_task_tag() -> None:
+    assert benchmark_info("cholec80", None).task == "phase"
+    assert benchmark_info("Cholec80", None).metrics[0] == "accuracy"
+    assert benchmark_info("synthetic-depth", "depth").task == "depth"
+    tiny = benchmark_info("tiny-phase", "phase", "f1")
+    assert (tiny.task, tiny.registered, tiny.primary_metric) == ("phase", False, "f1")
+    assert tiny.metrics == ["accuracy", "precision", "recall", "jaccard", "f1", "edit"]  # the task's metric set
     with pytest.raises(ReportError, match="mystery"):
-        benchmark_info("mystery", ["foo"])
+        benchmark_info("mystery", None)  # no task tag: the report never guesses a task from metric names
+    with pytest.raises(ReportError, match="mystery"):
+        benchmark_info("mystery", "not-a-task")
 
 
 # ---------------------------------------------------------------------------------------------- plots
@@ -210,10 +213,13 @@ def test_pretrain_plots_are_drawn_and_logged(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------------ report + CLI
 def log_parent(uri: str, exp: str, backbone: str, bench: str, test: dict[str, float], start: int,
                status: str = "FINISHED", npz: Path | None = None, parent: str | None = None,
-               fold: int | None = None) -> str:
-    """A sweep parent run as orchestrator.sweep logs it (tags, params, val_/test_ metrics, predictions)."""
+               fold: int | None = None, task: str | None = "registry") -> str:
+    """A sweep parent run as orchestrator.probe.sweep logs it (tags, params, val_/test_ metrics, predictions);
+    ``task`` "registry": the registered benchmark's task, None: no task tag."""
     c = mlflow.MlflowClient(uri)
+    task = get_benchmark(bench).task if task == "registry" else task
     tags = {"surgmotion.benchmark": bench, "surgmotion.backbone": backbone,
+            **({"surgmotion.task": task} if task else {}),
             **({"mlflow.parentRunId": parent} if parent else {}), **({"surgmotion.fold": str(fold)} if fold is not None
                                                                      else {})}
     run_id = c.create_run(ensure_experiment(uri, exp), start_time=start, tags=tags).info.run_id
@@ -240,6 +246,15 @@ def test_each_fold_of_a_fold_sweep_is_its_own_column(tmp_path: Path) -> None:
     assert table.cell("random:tiny", "JIGSAWS fold 1", "spearman") == 0.25
     assert got.notes == ["sweep random:tiny × JIGSAWS fold 2: no FINISHED parent run (newest is RUNNING); "
                          "not in tables"]
+
+
+def test_parent_without_task_tag_is_left_out_with_a_note(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    log_parent(uri, "probe-sweeps", "random:tiny", "my-private-set", {"f1": 0.5, "accuracy": 0.6}, 1000, task=None)
+    log_parent(uri, "probe-sweeps", "random:tiny", "my-tagged-set", {"f1": 0.25}, 1000, task="action")
+    got = collect(uri, ["probe-sweeps"])
+    assert [(e.benchmark.name, e.benchmark.task) for e in got.sweeps] == [("my-tagged-set", "action")]
+    assert len(got.notes) == 1 and "my-private-set" in got.notes[0] and "surgmotion.task" in got.notes[0]
 
 
 def load_cli_main() -> Any:
@@ -353,13 +368,12 @@ def test_html_report_renders_in_headless_chromium(handmade: dict[str, Any], tmp_
 def test_report_from_real_pretrain_and_sweep(ray_cluster: str, tiny_corpus: Path, tiny_root: Path, tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """A 2-step pretraining run → a probe sweep of its checkpoint (1 trial) → the report of both."""
-    from conftest import tiny_overrides
-    from orchestrator.config import PretrainConfig, load_config
-    from orchestrator.pretrain import run_pretraining
+    from orchestrator.config import load_config
+    from orchestrator.pretrain.config import PretrainConfig
+    from orchestrator.pretrain.driver import run_pretraining
+    from orchestrator.probe.sweep import run_probe_sweep
     from orchestrator.report.build import build_report
     from orchestrator.report.tables import format_value
-    from orchestrator.sweep import run_probe_sweep
-    from test_sweep import tiny_config
 
     monkeypatch.setenv("SURGMOTION_HOME", str(tmp_path))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)

@@ -3,7 +3,6 @@ callable is refused (``torch.load(weights_only=True)`` / ``np.load(allow_pickle=
 runs. Dropping either flag makes these tests fail (the marker file appears or no error is raised)."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -11,9 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from model.backbones import SurgMotionBackbone, load_weights_file
-from orchestrator.checkpointing import load_model_weights, load_train_state
-from orchestrator.features import INDEX_FILE, CacheIndex, load_features
+from model.backbones.timm_frames import TimmFrameBackbone
+from model.backbones.video_vit import SurgMotionBackbone
+from orchestrator.data.views import Preprocessing
+from orchestrator.pretrain.checkpoint import load_model_weights, load_train_state
+from orchestrator.probe.features import INDEX_FILE, CacheIndex, load_features
+
+PRE = Preprocessing(frames=1, sample_fps=1.0, short_side=16, crop=16)
 
 
 def _drop_marker(path: str) -> dict[str, Any]:
@@ -55,7 +58,7 @@ def test_pickled_code_in_train_state_or_weights_file_never_runs(tmp_path: Path, 
         load_train_state(tmp_path)
     torch.save({"state_dict": Payload(marker)}, tmp_path / "weights.pth")
     with pytest.raises(ValueError, match="cannot read weights"):
-        load_weights_file(tmp_path / "weights.pth")
+        TimmFrameBackbone("vit_tiny_patch16_224", weights_path=tmp_path / "weights.pth", img_size=32)
     assert not marker.exists()
 
 
@@ -65,9 +68,9 @@ def test_pickled_feature_shard_is_refused(tmp_path: Path, marker: Path) -> None:
     np.save(entry / "rows_00000.npy", np.arange(1))
     np.save(entry / "shard_00000.npy", np.array([Payload(marker)], dtype=object), allow_pickle=True)
     index = CacheIndex(key="k", backbone="random:tiny", backbone_identity="x", benchmark="b", task="phase",
-                       split="train", preprocessing={}, num_samples=1, token_shape=[1, 1], token_grid=[1, 1, 1],
+                       split="train", preprocessing=PRE, num_samples=1, token_shape=[1, 1], token_grid=[1, 1, 1],
                        shards=["00000"], sample_ids=["s"], video_ids=["v"], times=[None], labels=[0])
-    (entry / INDEX_FILE).write_text(json.dumps(index.model_dump()))
+    (entry / INDEX_FILE).write_text(index.model_dump_json())
     with pytest.raises(ValueError, match="(?i)pickle"):
         load_features(entry)
     assert not marker.exists()

@@ -15,15 +15,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from orchestrator.benchmarks.metrics import (
-    action_metrics,
-    depth_metrics,
-    phase_metrics,
-    segmentation_metrics,
-    skill_metrics,
-    synthetic_triplet_maps,
-    triplet_metrics,
-)
+from orchestrator.benchmarks.metrics_clip import action_metrics, skill_metrics
+from orchestrator.benchmarks.metrics_dense import depth_metrics, segmentation_metrics
+from orchestrator.benchmarks.metrics_phase import phase_metrics
+from orchestrator.benchmarks.metrics_triplet import synthetic_triplet_maps, triplet_metrics
 
 SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "score.py"
 

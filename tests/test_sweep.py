@@ -14,28 +14,15 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pytest
+from conftest import SECONDS, SPLIT_VIDEOS, phase_of, tiny_config, tiny_phase_benchmark
 
+from model.backbones.factory import BackboneError
 from orchestrator.benchmarks.spec import BenchmarkError, Sample
+from orchestrator.benchmarks.tasks import metric_mode
 from orchestrator.config import ConfigError, load_config
-from orchestrator.features import EXTRACTION_COUNTER
-from model.backbones import BackboneError
-from orchestrator.sweep import DEFAULT_CONFIG, SweepConfig, few_shot, run_probe_sweep, validate
-from orchestrator.sweep_train import metric_mode
-from test_features import (  # noqa: F401  (tiny_root is a fixture)
-    SECONDS,
-    SPLIT_VIDEOS,
-    TINY_FEATURES,
-    phase_of,
-    tiny_phase_benchmark,
-    tiny_root,
-)
-
-
-def tiny_config(tmp: Path, lr: list[float], wd: list[float], epochs: int = 6) -> SweepConfig:
-    return SweepConfig(benchmarks=["tiny-phase"], backbones=["random:tiny"], grid={"lr": lr, "wd": wd},
-                       epochs=epochs, batch_size=16, probe={"depth": 1, "heads": 4}, features=TINY_FEATURES,
-                       cpus_per_trial=0.5, experiment="test-sweeps", tracking_uri=f"sqlite:///{tmp / 'mlflow.db'}",
-                       cache_dir=str(tmp / "cache"), storage_dir=str(tmp / "sweeps"))
+from orchestrator.probe.config import DEFAULT_CONFIG, SweepConfig, few_shot
+from orchestrator.probe.features import EXTRACTION_COUNTER
+from orchestrator.probe.sweep import plan_job, plan_sweeps, run_probe_sweep
 
 
 def children(cfg: SweepConfig, parent: str) -> list[mlflow.entities.Run]:
@@ -70,7 +57,7 @@ def test_few_shot_keeps_whole_videos() -> None:
 
 def test_folds_expand_only_fold_benchmarks(tmp_path: Path) -> None:
     from orchestrator.benchmarks.registry import get_benchmark, list_folds
-    from orchestrator.sweep_config import folds_for
+    from orchestrator.probe.config import folds_for
 
     jig, sa160, cholec = (get_benchmark(n) for n in ("JIGSAWS", "SurgicalActions160", "Cholec80"))
     every = [f for fs in list_folds(jig).values() for f in fs]
@@ -83,30 +70,30 @@ def test_folds_expand_only_fold_benchmarks(tmp_path: Path) -> None:
     cfg = SweepConfig(benchmarks=["synthetic-phase"], backbones=["random:tiny"], data_root=str(tmp_path),
                       folds=[0])
     with pytest.raises(ConfigError, match="none of .* has folds"):
-        validate(cfg)
-    # validate returns the folds run_sweeps expands (here: every fold of each benchmark)
+        plan_sweeps(cfg)
+    # the plan holds the folds run_sweeps expands (here: every fold of each benchmark)
     from benchmark_fixtures.other import build_jigsaws, build_sa160
 
     roots = {"JIGSAWS": str(build_jigsaws(tmp_path / "jig")), "SurgicalActions160": str(build_sa160(tmp_path / "sa"))}
     both = SweepConfig(benchmarks=list(roots), backbones=["random:tiny"], data_roots=roots, folds="all")
-    assert validate(both) == {"JIGSAWS": every, "SurgicalActions160": [f for fs in list_folds(sa160).values()
+    assert plan_sweeps(both).folds() == {"JIGSAWS": every, "SurgicalActions160": [f for fs in list_folds(sa160).values()
                                                                        for f in fs]}
 
 
 def test_progress_line_counts_trials_and_best_val(capsys: pytest.CaptureFixture[str]) -> None:
     from types import SimpleNamespace as T
 
-    from orchestrator.sweep import progress_callback, progress_line
+    from orchestrator.probe.sweep import SweepProgress, progress_line
 
     trials = [T(status="TERMINATED", last_result={"val_primary": 0.25}), T(status="RUNNING", last_result={}),
               T(status="RUNNING", last_result={"val_primary": 0.5}), T(status="PENDING", last_result=None),
               T(status="ERROR", last_result={"val_primary": float("nan")})]
     assert progress_line(trials, "max") == "2/5 trials done, 2 running, 1 pending; best val 0.5000"
     assert progress_line(trials, "min").endswith("best val 0.2500")
-    cb = progress_callback("x", every_s=0.0)
+    cb = SweepProgress("x", every_s=0.0)
     cb.on_step_end(iteration=1, trials=trials)
     assert capsys.readouterr().out.startswith("[sweep] x: 2/5 trials done")
-    quiet = progress_callback("x", every_s=3600.0)
+    quiet = SweepProgress("x", every_s=3600.0)
     quiet.on_step_end(iteration=1, trials=trials)
     assert capsys.readouterr().out == ""  # throttled
 
@@ -125,8 +112,9 @@ def test_predictions_npz_scores_like_the_sweep(task: str, tmp_path: Path) -> Non
     """The parent run's predictions file is in score.py's format and scores exactly as the sweep did."""
     import torch
 
-    from orchestrator.benchmarks.metrics import ScoreOptions, score_npz
-    from orchestrator.sweep_train import ProbeTask, SplitArrays, Standardizer, evaluate_head, label_array, make_probe
+    from orchestrator.benchmarks.metrics import ScoreOptions
+    from orchestrator.benchmarks.metrics_io import score_npz
+    from orchestrator.probe.trial import ProbeTask, SplitArrays, Standardizer, evaluate_head, label_array, make_probe
 
     rng = np.random.default_rng(0)
     n, classes = 12, {"phase": 3, "action": 3, "triplet": 52, "skill": 0, "segmentation": 1, "depth": 0}[task]
@@ -134,7 +122,7 @@ def test_predictions_npz_scores_like_the_sweep(task: str, tmp_path: Path) -> Non
                     "skill": rng.normal(size=n).tolist(), "segmentation": [None] * n, "depth": [None] * n}[task]
     targets = (rng.random((n, 16, 16)) > 0.7).astype(np.float32) if task == "segmentation" else \
         rng.uniform(20, 100, (n, 16, 16)).astype(np.float32)
-    pt = ProbeTask(benchmark="synthetic-x", task=task, num_classes=classes, primary_metric="x", embed_dim=8,
+    pt = ProbeTask(benchmark="synthetic-triplet", task=task, num_classes=classes, primary_metric="x", embed_dim=8,
                    grid=[1, 2, 2], crop=16, probe_depth=1, probe_heads=2, batch_size=5)
     split = SplitArrays(labels=label_array(task, labels, classes, targets), video=np.repeat(["a", "b"], n // 2))
     tokens = torch.from_numpy(rng.normal(size=(n, 4, 8)).astype(np.float32))
@@ -164,12 +152,13 @@ def test_sweep_nesting_learns_and_rerun_hits_cache(ray_cluster: str, tiny_root: 
     assert [a.path for a in c.list_artifacts(res.parent_run_id)] == ["plots", "predictions_test.npz"]
     assert {a.path for a in c.list_artifacts(res.parent_run_id, "plots")} == {"plots/phase_ribbons.png",
                                                                              "plots/confusion_matrix.png"}
-    with np.load(c.download_artifacts(res.parent_run_id, "predictions_test.npz", str(tmp_path)), allow_pickle=False) as z:
+    npz = c.download_artifacts(res.parent_run_id, "predictions_test.npz", str(tmp_path))
+    with np.load(npz, allow_pickle=False) as z:
         n = len(z["target"])
         assert {"sample_id", "source", "time_s"} <= set(z.files) and len(z["sample_id"]) == n == len(z["time_s"])
         assert z["sample_id"][0].startswith(str(z["video"][0]))  # rows are the test samples, in order
     # learnable: clearly better than chance (1/3) and than always predicting the majority class
-    from orchestrator.benchmarks.metrics import phase_metrics
+    from orchestrator.benchmarks.metrics_phase import phase_metrics
 
     video = np.repeat(SPLIT_VIDEOS["test"], SECONDS)
     test_labels = np.array([phase_of(int(v[1:]), t) for v in SPLIT_VIDEOS["test"] for t in range(SECONDS)])
@@ -187,9 +176,10 @@ def test_probe_beats_chance_on_the_shipped_synthetic_phase_benchmark(ray_cluster
     """The default suite (SuiteConfig(): 3 sources x 7 phases = 21 classes) with the default sweep config, a
     random-init backbone and 2 of the 16 settings: the val-selected head clearly beats a uniform guess and the
     constant (majority-class) predictor on the test videos."""
-    from orchestrator.benchmarks.metrics import phase_metrics
+    from orchestrator.benchmarks.metrics_phase import phase_metrics
     from orchestrator.benchmarks.registry import load_samples
-    from orchestrator.benchmarks.synthetic_suite import PHASE_CLASSES, build_synthetic_suite
+    from orchestrator.synthetic.specs import PHASE_CLASSES, find_synthetic
+    from orchestrator.synthetic.suite import build_synthetic_suite
 
     root = build_synthetic_suite(tmp_path / "suite")
     cfg = load_config(SweepConfig, DEFAULT_CONFIG, [
@@ -200,7 +190,7 @@ def test_probe_beats_chance_on_the_shipped_synthetic_phase_benchmark(ray_cluster
     before = leaked()
     res = run_probe_sweep(cfg, "random:tiny", "synthetic-phase", root=root)
     assert leaked() <= before            # the best head is read in place, not copied to a temp dir and left
-    test = load_samples("synthetic-phase", root, "test")
+    test = load_samples(find_synthetic("synthetic-phase"), root, "test")
     labels, video = np.array([s.label for s in test]), np.array([s.video_id for s in test])
     classes = len(PHASE_CLASSES)
     majority = phase_metrics(video, labels, np.full_like(labels, np.bincount(labels).argmax()), classes)
@@ -216,8 +206,8 @@ def test_selection_uses_val_not_test(ray_cluster: str, tiny_root: Path, tmp_path
     (lr 1e-7) does not; the sweep must pick the untrained one although it is far worse on test."""
     import torch
 
-    from orchestrator.sweep import prepare
-    from orchestrator.sweep_train import evaluate_head, load_head
+    from orchestrator.probe.sweep import prepare
+    from orchestrator.probe.trial import evaluate_head, load_head
 
     cfg = tiny_config(tmp_path, lr=[3e-2, 1e-7], wd=[0.01])
     spec = tiny_phase_benchmark("tiny-phase-swapped")
@@ -226,7 +216,7 @@ def test_selection_uses_val_not_test(ray_cluster: str, tiny_root: Path, tmp_path
     assert by_lr[3e-2].val_primary < by_lr[1e-7].val_primary
     assert res.best_lr == 1e-7  # the val-best trial
     # test metrics come only from the chosen head: re-evaluate every trial's head on test ourselves
-    data = prepare(cfg, "random:tiny", spec, tiny_root)
+    data = prepare(cfg, plan_job(cfg, "random:tiny", spec, tiny_root))
     run_dir = cfg.storage_path() / "test-sweeps" / "random_tiny__tiny-phase-swapped"
     tokens = data.tokens["test"]
     test_f1 = {}
@@ -245,9 +235,8 @@ import sys
 sys.path[:0] = [{tests!r}, {repo!r}]
 import ray
 ray.init(address={address!r})
-from test_features import tiny_phase_benchmark
-from test_sweep import tiny_config
-from orchestrator.sweep import run_probe_sweep
+from conftest import tiny_config, tiny_phase_benchmark
+from orchestrator.probe.sweep import run_probe_sweep
 cfg = tiny_config(__import__("pathlib").Path({tmp!r}), lr=[1e-2, 1e-3], wd=[0.01, 0.1], epochs=10)
 cfg = cfg.model_copy(update={{"max_concurrent_trials": 1, "checkpoint_every": 1}})
 run_probe_sweep(cfg, "random:tiny", tiny_phase_benchmark(), root={root!r})
@@ -313,4 +302,4 @@ def test_validate_rejects_unknown_timm_model_before_ray(tmp_path: Path) -> None:
     cfg = tiny_config(tmp_path, lr=[1e-3], wd=[0.01]).model_copy(
         update={"benchmarks": ["Cholec80"], "backbones": ["timm:no_such_model_xyz"], "data_root": str(tmp_path)})
     with pytest.raises(BackboneError, match="no_such_model_xyz"):
-        validate(cfg)
+        plan_sweeps(cfg)

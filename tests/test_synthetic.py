@@ -15,21 +15,17 @@ from pydantic import ValidationError
 from scipy import ndimage
 
 from orchestrator.data.manifest import load_manifest
-from orchestrator.data.synthetic import (
-    INSTRUMENTS,
+from orchestrator.synthetic.config import SyntheticConfig
+from orchestrator.synthetic.corpus import (
     MARKER,
-    MOTIONS,
-    TARGETS,
-    VERBS,
-    SyntheticConfig,
     corpus_is_complete,
     dense_ground_truth,
     generate_corpus,
     iter_frames,
     load_ground_truth,
-    plan_video,
 )
-from orchestrator.data.synthetic_render import encode_h264
+from orchestrator.synthetic.render import encode_h264
+from orchestrator.synthetic.script import INSTRUMENTS, MOTIONS, TARGETS, VERBS, plan_video
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = SyntheticConfig(seed=3, videos_per_source=1, seconds=2, width=160, height=128)

@@ -1,13 +1,14 @@
-"""Scene progression (orchestrator.data.synthetic_marks): each phase's marks, their persistence, and that they are
+"""Scene progression (orchestrator.synthetic.marks): each phase's marks, their persistence, and that they are
 paint only (the latent script and its ground truth do not depend on them)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from orchestrator.data import synthetic_marks as M
-from orchestrator.data import synthetic_render as R
-from orchestrator.data.synthetic import PROFILES, SyntheticConfig, plan_video
+from orchestrator.synthetic import marks as M
+from orchestrator.synthetic import render as R
+from orchestrator.synthetic.config import SyntheticConfig
+from orchestrator.synthetic.script import PROFILES, plan_video
 
 W, H = 160, 128
 CFG = SyntheticConfig(seed=5, videos_per_source=1, seconds=8, width=W, height=H)

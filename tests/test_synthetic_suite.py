@@ -15,21 +15,21 @@ from PIL import Image
 from pydantic import ValidationError
 from scipy import ndimage
 
-from orchestrator.benchmarks.adapters import read_depth_mm
+from orchestrator.benchmarks.adapters.dense import read_depth_mm
 from orchestrator.benchmarks.adapters.synthetic import INDEX_FILE, SUITE_MARKER, read_suite_index
 from orchestrator.benchmarks.registry import BENCHMARKS, get_benchmark, load_samples
 from orchestrator.benchmarks.spec import BenchmarkError, Sample, get_adapter
-from orchestrator.benchmarks.synthetic_suite import (
+from orchestrator.probe.config import resolve_benchmark
+from orchestrator.synthetic.corpus import load_ground_truth
+from orchestrator.synthetic.script import INSTRUMENTS, MOTIONS, TARGETS, VERBS, VideoRecord
+from orchestrator.synthetic.specs import (
     PHASE_CLASSES,
     PHASE_OFFSET,
     SYNTHETIC_BENCHMARKS,
     TRIPLET_NAMES,
-    SuiteConfig,
-    build_synthetic_suite,
-    suite_is_complete,
     suite_triplet_map,
 )
-from orchestrator.data.synthetic import INSTRUMENTS, MOTIONS, TARGETS, VERBS, VideoRecord, load_ground_truth
+from orchestrator.synthetic.suite import SuiteConfig, build_synthetic_suite, suite_is_complete
 
 # Reduced suite (about 5 s on 2 idle CPUs): 2 sources x 3 videos x 10 s, 1-s action clips, 2 x 3 skill videos of
 # 1 s. Seed 4: 16 action clips, 7 of them still.
@@ -47,10 +47,10 @@ def suite(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _all(name: str, root: Path) -> list[Sample]:
-    return [s for split in SPLITS for s in load_samples(name, root, split)]
+    return [s for split in SPLITS for s in load_samples(resolve_benchmark(name), root, split)]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _gt(video: str) -> tuple[VideoRecord, dict[str, np.ndarray]]:
     return load_ground_truth(video)
 
@@ -66,25 +66,27 @@ def _files(root: Path) -> dict[str, tuple[str, int]]:
 
 
 # ---------------------------------------------------------------------------------------------- registry, splits
-def test_specs_are_found_by_the_registry_but_not_in_the_19() -> None:
+def test_specs_are_resolved_by_name_but_not_in_the_19() -> None:
     assert len(BENCHMARKS) == 19 and not set(SYNTHETIC_BENCHMARKS) & set(BENCHMARKS)
     assert sorted(SYNTHETIC_BENCHMARKS) == sorted(NAMES)
-    tasks = {get_benchmark(n).task for n in NAMES}
+    tasks = {resolve_benchmark(n).task for n in NAMES}
     assert tasks == {"phase", "action", "triplet", "skill", "segmentation", "depth"}
-    assert get_benchmark("Synthetic-Phase") is SYNTHETIC_BENCHMARKS["synthetic-phase"]
-    assert get_benchmark("synthetic-phase").primary_metric == BENCHMARKS["Cholec80"].primary_metric == "f1"
-    assert get_benchmark("synthetic-phase").metrics == BENCHMARKS["Cholec80"].metrics
-    assert get_benchmark("synthetic-triplet").primary_metric == "ap_ivt"
+    assert resolve_benchmark("Synthetic-Phase") is SYNTHETIC_BENCHMARKS["synthetic-phase"]
+    assert resolve_benchmark("synthetic-phase").primary_metric == BENCHMARKS["Cholec80"].primary_metric == "f1"
+    assert resolve_benchmark("synthetic-phase").metrics == BENCHMARKS["Cholec80"].metrics
+    assert resolve_benchmark("synthetic-triplet").primary_metric == "ap_ivt"
     assert callable(get_adapter("synthetic_suite"))
     with pytest.raises(BenchmarkError, match="unknown benchmark"):
-        get_benchmark("synthetic-nothing")
+        resolve_benchmark("synthetic-nothing")
+    with pytest.raises(BenchmarkError, match="unknown benchmark"):
+        get_benchmark("synthetic-phase")  # the registry holds the 19 real benchmarks only
 
 
 def test_every_benchmark_has_nonempty_video_disjoint_splits(suite: Path) -> None:
     index = read_suite_index(suite)
     for name in NAMES:
-        spec = get_benchmark(name)
-        videos = {split: {s.video_id for s in load_samples(name, suite, split)} for split in SPLITS}
+        spec = resolve_benchmark(name)
+        videos = {split: {s.video_id for s in load_samples(spec, suite, split)} for split in SPLITS}
         assert all(videos.values()), (name, videos)
         for a, b in [("train", "val"), ("train", "test"), ("val", "test")]:
             assert not videos[a] & videos[b], (name, a, b)
@@ -97,19 +99,19 @@ def test_every_benchmark_has_nonempty_video_disjoint_splits(suite: Path) -> None
                 assert all(0 <= k < spec.num_classes for k in s.label) and s.label == sorted(set(s.label))
     main_videos = {s.video_id for s in _all("synthetic-phase", suite)}   # one split for all main-video benchmarks
     for split in SPLITS:
-        ids = {s.video_id for s in load_samples("synthetic-phase", suite, split)}
+        ids = {s.video_id for s in load_samples(resolve_benchmark("synthetic-phase"), suite, split)}
         for name in ("synthetic-action", "synthetic-triplet", "synthetic-segmentation", "synthetic-depth"):
-            assert {s.video_id for s in load_samples(name, suite, split)} <= ids
+            assert {s.video_id for s in load_samples(resolve_benchmark(name), suite, split)} <= ids
     assert len(main_videos) == 3 * len(TINY.sources)
 
 
 def test_splits_are_per_source_and_cover_the_labels(suite: Path) -> None:
     for split in SPLITS:
-        phase = load_samples("synthetic-phase", suite, split)
+        phase = load_samples(resolve_benchmark("synthetic-phase"), suite, split)
         assert {s.meta["source_name"] for s in phase} == set(TINY.sources)    # every source in every split
-        seg = load_samples("synthetic-segmentation", suite, split)
+        seg = load_samples(resolve_benchmark("synthetic-segmentation"), suite, split)
         assert any(s.meta["positive"] for s in seg) and any(not s.meta["positive"] for s in seg)
-    train = {s.label for s in load_samples("synthetic-phase", suite, "train")}
+    train = {s.label for s in load_samples(resolve_benchmark("synthetic-phase"), suite, "train")}
     every = {s.label for s in _all("synthetic-phase", suite)}
     assert len(train) >= 0.75 * len(every)
 
@@ -133,7 +135,7 @@ def test_triplet_labels_match_the_ground_truth_and_the_component_map(suite: Path
     assert maps.shape == (len(TRIPLET_NAMES), 3) and maps.dtype == np.int64
     assert len({tuple(r) for r in maps.tolist()}) == len(maps)
     assert [f"{INSTRUMENTS[i]},{VERBS[v]},{TARGETS[t]}" for i, v, t in maps] == TRIPLET_NAMES
-    assert get_benchmark("synthetic-triplet").classes == TRIPLET_NAMES
+    assert resolve_benchmark("synthetic-triplet").classes == TRIPLET_NAMES
     nonempty = 0
     for s in _all("synthetic-triplet", suite):
         _, gt = _gt(s.source)
@@ -146,7 +148,7 @@ def test_triplet_labels_match_the_ground_truth_and_the_component_map(suite: Path
 
 
 def test_action_clips_are_short_videos_inside_one_phase(suite: Path) -> None:
-    spec = get_benchmark("synthetic-action")
+    spec = resolve_benchmark("synthetic-action")
     assert spec.classes == list(MOTIONS)
     samples = _all("synthetic-action", suite)
     assert len({s.label for s in samples}) >= 3
@@ -166,7 +168,7 @@ def test_action_clips_are_short_videos_inside_one_phase(suite: Path) -> None:
 
 def test_segmentation_masks_line_up_with_the_images(suite: Path) -> None:
     samples = _all("synthetic-segmentation", suite)
-    assert get_benchmark("synthetic-segmentation").classes == ["blob"]
+    assert resolve_benchmark("synthetic-segmentation").classes == ["blob"]
     for s in samples:
         img, mask = _png(s.source), _png(s.target_path)
         assert img.shape == (TINY.height, TINY.width, 3) and mask.shape == img.shape[:2] and mask.dtype == np.uint8
@@ -266,7 +268,7 @@ def test_interrupted_build_is_detected_and_redone_identically(suite: Path, tmp_p
     frame = next((copy / "frames").rglob("*.png"))
     frame.write_bytes(b"half")                              # ... with a half-written file
     with pytest.raises(BenchmarkError, match="incomplete"):
-        load_samples("synthetic-depth", copy, "train")
+        load_samples(resolve_benchmark("synthetic-depth"), copy, "train")
     assert not suite_is_complete(copy, TINY)
     build_synthetic_suite(copy, config=TINY, workers=1)
     assert suite_is_complete(copy, TINY)
@@ -275,17 +277,17 @@ def test_interrupted_build_is_detected_and_redone_identically(suite: Path, tmp_p
 
 def test_missing_root_or_files_raise_clear_errors(suite: Path, tmp_path: Path) -> None:
     with pytest.raises(BenchmarkError, match="does not exist"):
-        load_samples("synthetic-phase", tmp_path / "nowhere", "train")
+        load_samples(resolve_benchmark("synthetic-phase"), tmp_path / "nowhere", "train")
     (tmp_path / "empty").mkdir()
     with pytest.raises(BenchmarkError, match=r"incomplete.*build_synthetic_suite"):
-        load_samples("synthetic-phase", tmp_path / "empty", "train")
+        load_samples(resolve_benchmark("synthetic-phase"), tmp_path / "empty", "train")
     broken = tmp_path / "broken"
     shutil.copytree(suite, broken, ignore=shutil.ignore_patterns("masks"))
     with pytest.raises(BenchmarkError, match="masks.*does not exist"):
-        load_samples("synthetic-segmentation", broken, "train")
+        load_samples(resolve_benchmark("synthetic-segmentation"), broken, "train")
     (broken / INDEX_FILE).write_text("{}")
     with pytest.raises(BenchmarkError, match="index.json is not a valid suite index"):
-        load_samples("synthetic-phase", broken, "train")
+        load_samples(resolve_benchmark("synthetic-phase"), broken, "train")
 
 
 def test_bad_configs_raise() -> None:

@@ -6,8 +6,16 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from orchestrator.tracking import (MetricLogger, artifact_root, dashboard_command, ensure_experiment, log_params,
-                                   resolve_tracking_uri, safe_params, start_or_resume_run)
+from orchestrator.tracking import (
+    MetricLogger,
+    artifact_root,
+    dashboard_command,
+    ensure_experiment,
+    log_params,
+    resolve_tracking_uri,
+    safe_params,
+    start_or_resume_run,
+)
 
 
 def test_tracking_uri_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,97 +1,87 @@
-"""Evaluation metrics of the SurgMotion benchmarks: the public entry point.
+"""The one metric dispatcher: a task's prediction arrays → its metrics (``experiments/score.py``, the probe trials
+and the report all call :func:`score_arrays`).
 
-numpy arrays in, Python floats out; ratio metrics are fractions in [0, 1]. Protocols and sources are in
-docs/metrics.md. Implementation modules:
-
-* :mod:`.metrics_phase`   phase recognition (video-wise / phase-wise, relaxed boundary, edit score)
-* :mod:`.metrics_clip`    action classification and skill regression
-* :mod:`.metrics_triplet` CholecT50 triplet video-wise AP (ivtmetrics convention)
-* :mod:`.metrics_dense`   segmentation (PraNet protocol) and depth (C3VD style)
-* :mod:`.metrics_io`      scoring from an ``.npz`` file (``experiments/score.py``)
+Arrays per task (the NPZ keys of docs/metrics.md): phase / action ``video``, ``target``, ``pred``; triplet
+``video``, ``target``, ``score`` (+ ``maps``); skill ``target``, ``pred``; segmentation ``target``, ``score``;
+depth ``target``, ``pred`` (+ ``valid``). numpy arrays in, Python floats out; ratio metrics are fractions in [0, 1].
+Protocols and sources: docs/metrics.md. The metric functions: :mod:`.metrics_phase`, :mod:`.metrics_clip`,
+:mod:`.metrics_triplet`, :mod:`.metrics_dense`; reading and checking an ``.npz`` file: :mod:`.metrics_io`.
 """
 from __future__ import annotations
 
-from orchestrator.benchmarks.metrics_clip import action_metrics, skill_metrics
-from orchestrator.benchmarks.metrics_dense import (
-    DEPTH_METRICS,
-    PRANET_THRESHOLDS,
-    depth_metrics,
-    dice_curve,
-    segmentation_metrics,
-)
-from orchestrator.benchmarks.metrics_io import (
-    NPZ_KEYS,
-    OPTIONAL_NPZ_KEYS,
-    TASKS,
-    ScoreInputError,
-    ScoreOptions,
-    read_task_arrays,
-    score_npz,
-)
-from orchestrator.benchmarks.metrics_phase import (
-    PHASE_METRICS,
-    RELAXED_NUM_PHASES,
-    RELAXED_WINDOW_S,
-    PhaseTable,
-    aggregate_phase_wise,
-    aggregate_video_wise,
-    edit_score,
-    levenshtein,
-    phase_metrics,
-    phase_table,
-    relaxed_correct,
-    relaxed_window_frames,
-    video_accuracy,
-    video_edit_score,
-)
-from orchestrator.benchmarks.metrics_triplet import (
-    CHOLECT50_NULL_TRIPLETS,
-    CHOLECT50_NUM_TRIPLETS,
-    TRIPLET_COMPONENTS,
-    check_triplet_maps,
-    component_groups,
-    component_values,
-    synthetic_triplet_maps,
-    triplet_metrics,
-    video_average_precision,
-)
+import warnings
+from collections.abc import Callable, Mapping
+from pathlib import Path
 
-__all__ = [
-    "CHOLECT50_NULL_TRIPLETS",
-    "CHOLECT50_NUM_TRIPLETS",
-    "DEPTH_METRICS",
-    "NPZ_KEYS",
-    "OPTIONAL_NPZ_KEYS",
-    "PHASE_METRICS",
-    "PRANET_THRESHOLDS",
-    "RELAXED_NUM_PHASES",
-    "RELAXED_WINDOW_S",
-    "TASKS",
-    "TRIPLET_COMPONENTS",
-    "PhaseTable",
-    "ScoreInputError",
-    "ScoreOptions",
-    "action_metrics",
-    "aggregate_phase_wise",
-    "aggregate_video_wise",
-    "check_triplet_maps",
-    "component_groups",
-    "component_values",
-    "depth_metrics",
-    "dice_curve",
-    "edit_score",
-    "levenshtein",
-    "phase_metrics",
-    "phase_table",
-    "read_task_arrays",
-    "relaxed_correct",
-    "relaxed_window_frames",
-    "score_npz",
-    "segmentation_metrics",
-    "skill_metrics",
-    "synthetic_triplet_maps",
-    "triplet_metrics",
-    "video_accuracy",
-    "video_average_precision",
-    "video_edit_score",
-]
+import numpy as np
+from pydantic import BaseModel, ConfigDict, PositiveFloat, PositiveInt, model_validator
+
+from model.tasks import check_task
+from orchestrator.benchmarks.metrics_clip import action_metrics, skill_metrics
+from orchestrator.benchmarks.metrics_dense import depth_metrics, segmentation_metrics
+from orchestrator.benchmarks.metrics_phase import RELAXED_NUM_PHASES, Aggregation, RelaxedProtocol, phase_metrics
+from orchestrator.benchmarks.metrics_triplet import synthetic_triplet_maps, triplet_metrics
+
+
+class ScoreOptions(BaseModel):
+    """Task options of :func:`score_arrays` (the flags of ``experiments/score.py``; a trial sets them from its
+    benchmark). ``maps_path`` is read by :func:`orchestrator.benchmarks.metrics_io.score_npz` only."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    num_classes: PositiveInt | None = None
+    relaxed: bool = False
+    fps: PositiveFloat | None = None
+    relaxed_protocol: RelaxedProtocol | None = None
+    aggregation: Aggregation = "video"
+    maps_path: Path | None = None
+    ignore_null: bool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> ScoreOptions:
+        if self.relaxed and self.fps is None:
+            raise ValueError("--relaxed needs --fps (the evaluation sampling rate: 1 for 1-fps labels, 25 for full "
+                             "rate)")
+        if not self.relaxed and (self.fps is not None or self.relaxed_protocol is not None):
+            raise ValueError("--fps / --relaxed-protocol only apply together with --relaxed")
+        return self
+
+
+def relaxed_protocol(options: ScoreOptions, arrays: Mapping[str, np.ndarray]) -> RelaxedProtocol:
+    """The relaxed rule set: as given, else M2CAI16 for 8 classes and Cholec80 for up to 7 (``num_classes``, or
+    the largest label + 1)."""
+    if options.relaxed_protocol is not None:
+        return options.relaxed_protocol
+    n_cls = options.num_classes or int(max(arrays["target"].max(), arrays["pred"].max())) + 1
+    for protocol, n_phases in RELAXED_NUM_PHASES.items():
+        if n_cls <= n_phases:
+            return protocol  # type: ignore[return-value]
+    raise ValueError(f"relaxed boundary is defined for Cholec80 (7 phases) and M2CAI16 (8), not {n_cls} classes")
+
+
+def triplet_maps(arrays: Mapping[str, np.ndarray]) -> np.ndarray:
+    """The triplet → (instrument, verb, target) map: the ``maps`` array, else the SYNTHETIC map with a warning."""
+    if "maps" in arrays:
+        return arrays["maps"]
+    warnings.warn(
+        "no triplet map given (--maps FILE.npz or key 'maps'): using the SYNTHETIC map; ap_i/ap_v/ap_t/ap_iv/ap_it "
+        "are meaningless for real CholecT50 predictions", UserWarning, stacklevel=3)
+    return synthetic_triplet_maps()
+
+
+def score_arrays(task: str, arrays: Mapping[str, np.ndarray], options: ScoreOptions | None = None
+                 ) -> dict[str, float]:
+    """The metrics of ``task`` from its prediction arrays (module docstring); NaN where a metric is undefined."""
+    o, a = options or ScoreOptions(), arrays
+    runners: dict[str, Callable[[], dict[str, float]]] = {
+        "phase": lambda: phase_metrics(
+            a["video"], a["target"], a["pred"], o.num_classes, relaxed=o.relaxed, fps=o.fps,
+            protocol=relaxed_protocol(o, a) if o.relaxed else "cholec80", aggregation=o.aggregation),
+        "action": lambda: action_metrics(a["target"], a["pred"], o.num_classes),
+        "triplet": lambda: triplet_metrics(a["video"], a["target"], a["score"], triplet_maps(a),
+                                           ignore_null=o.ignore_null),
+        "skill": lambda: skill_metrics(a["target"], a["pred"]),
+        "segmentation": lambda: segmentation_metrics(a["target"], a["score"]),
+        "depth": lambda: depth_metrics(a["target"], a["pred"], a.get("valid")),
+    }
+    return runners[check_task(task)]()

@@ -18,7 +18,7 @@ def action_metrics(target: ArrayLike, pred: ArrayLike, num_classes: int | None =
     Macro F1 averages over the labels present in ``target`` or ``pred`` (scikit-learn's default label set);
     ``num_classes`` only bounds the ids. A class with no predicted sample has F1 0.
     """
-    from sklearn.metrics import accuracy_score, f1_score
+    from sklearn.metrics import accuracy_score, f1_score  # deferred: scikit-learn (~2 s import), action only
 
     y_true, y_pred = as_label_vector("target", target), as_label_vector("pred", pred)
     check_same_length(target=y_true, pred=y_pred)
@@ -44,7 +44,7 @@ def skill_metrics(target: ArrayLike, pred: ArrayLike) -> dict[str, float]:
 
     Spearman is NaN when either input is constant (rank correlation undefined) or with fewer than 2 samples.
     """
-    from scipy.stats import spearmanr
+    from scipy.stats import spearmanr  # deferred: scipy.stats (~1 s import), only skill scoring uses it
 
     y_true, y_pred = _as_float_vector("target", target), _as_float_vector("pred", pred)
     check_same_length(target=y_true, pred=y_pred)

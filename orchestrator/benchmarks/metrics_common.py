@@ -6,7 +6,7 @@ Every public metric takes numpy arrays and returns plain Python floats. These he
 from __future__ import annotations
 
 import warnings
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray

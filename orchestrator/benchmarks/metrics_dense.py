@@ -8,10 +8,11 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from orchestrator.benchmarks.tasks import METRICS
+
 PRANET_THRESHOLDS: NDArray[np.float64] = np.arange(256) / 255.0
 """The 256 thresholds {0, 1/255, ..., 1} of the PraNet MATLAB toolbox (``1:-1/255:0``); order is irrelevant."""
 
-DEPTH_METRICS = ("rmse", "abs_rel", "sq_rel", "delta_1_1", "delta_1_25")
 
 
 def _check_stack(name: str, arr: NDArray, kinds: str) -> None:
@@ -128,4 +129,4 @@ def depth_metrics(
         rows.append(_frame_depth_errors(t_v, p_v))
     if not rows:
         raise ValueError("depth: no frame has a valid pixel (finite target > 0 inside the valid mask)")
-    return dict(zip(DEPTH_METRICS, (float(v) for v in np.mean(rows, axis=0))))
+    return dict(zip(METRICS["depth"], (float(v) for v in np.mean(rows, axis=0))))

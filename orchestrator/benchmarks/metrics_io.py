@@ -1,4 +1,5 @@
-"""Score a task from a prediction ``.npz`` file (the engine behind ``experiments/score.py``).
+"""Read and check a prediction ``.npz`` file and score it (``experiments/score.py``; the metrics themselves come
+from :func:`orchestrator.benchmarks.metrics.score_arrays`).
 
 Every input problem (missing file or key, wrong dtype or shape, out-of-range labels) raises
 :class:`ScoreInputError` whose message names the file and the key. NPZ keys per task are in ``NPZ_KEYS`` and
@@ -6,20 +7,13 @@ documented in docs/metrics.md.
 """
 from __future__ import annotations
 
-import warnings
 import zipfile
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, PositiveFloat, PositiveInt, model_validator
 
-from orchestrator.benchmarks.metrics_clip import action_metrics, skill_metrics
-from orchestrator.benchmarks.metrics_dense import depth_metrics, segmentation_metrics
-from orchestrator.benchmarks.metrics_phase import RELAXED_NUM_PHASES, Aggregation, RelaxedProtocol, phase_metrics
-from orchestrator.benchmarks.metrics_triplet import synthetic_triplet_maps, triplet_metrics
-
-TASKS: tuple[str, ...] = ("phase", "action", "triplet", "skill", "segmentation", "depth")
+from model.tasks import TASKS
+from orchestrator.benchmarks.metrics import ScoreOptions, score_arrays
 
 # key -> (accepted dtype kinds, ndim); numpy kinds: b bool, i/u int, f float, U/S str.
 _KeySpec = tuple[str, int]
@@ -36,28 +30,6 @@ OPTIONAL_NPZ_KEYS: dict[str, dict[str, _KeySpec]] = {"triplet": {"maps": ("iu", 
 
 class ScoreInputError(ValueError):
     """Unusable scoring input; the message names the file and, where relevant, the key."""
-
-
-class ScoreOptions(BaseModel):
-    """Task options of :func:`score_npz` (the CLI flags)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    num_classes: PositiveInt | None = None
-    relaxed: bool = False
-    fps: PositiveFloat | None = None
-    relaxed_protocol: RelaxedProtocol | None = None
-    aggregation: Aggregation = "video"
-    maps_path: Path | None = None
-    ignore_null: bool = False
-
-    @model_validator(mode="after")
-    def _check(self) -> "ScoreOptions":
-        if self.relaxed and self.fps is None:
-            raise ValueError("--relaxed needs --fps (the evaluation sampling rate: 1 for 1-fps labels, 25 for full rate)")
-        if not self.relaxed and (self.fps is not None or self.relaxed_protocol is not None):
-            raise ValueError("--fps / --relaxed-protocol only apply together with --relaxed")
-        return self
 
 
 def load_npz_arrays(path: Path) -> dict[str, np.ndarray]:
@@ -116,54 +88,6 @@ def read_task_arrays(task: str, path: Path) -> dict[str, np.ndarray]:
     return out
 
 
-def _infer_protocol(options: ScoreOptions, arrays: dict[str, np.ndarray]) -> RelaxedProtocol:
-    """The relaxed rule set: as given, else M2CAI16 for 8 classes and Cholec80 for up to 7."""
-    if options.relaxed_protocol is not None:
-        return options.relaxed_protocol
-    labels = int(max(arrays["target"].max(), arrays["pred"].max())) + 1
-    n_cls = options.num_classes or labels
-    for protocol, n_phases in RELAXED_NUM_PHASES.items():
-        if n_cls <= n_phases:
-            return protocol  # type: ignore[return-value]
-    raise ValueError(f"relaxed boundary is defined for Cholec80 (7 phases) and M2CAI16 (8), not {n_cls} classes")
-
-
-def _triplet_maps(options: ScoreOptions, arrays: dict[str, np.ndarray]) -> np.ndarray:
-    """The triplet map from ``--maps``, else the input's ``maps`` key, else the synthetic map (with a warning)."""
-    if options.maps_path is not None:
-        maps_arrays = load_npz_arrays(options.maps_path)
-        if "maps" not in maps_arrays:
-            raise ScoreInputError(f"{options.maps_path}: missing key ['maps'] (an [N_triplets, 3] int array)")
-        return _get(maps_arrays, options.maps_path, "maps", ("iu", 2))
-    if "maps" in arrays:
-        return arrays["maps"]
-    warnings.warn(
-        "no triplet map given (--maps FILE.npz or key 'maps'): using the SYNTHETIC map; ap_i/ap_v/ap_t/ap_iv/ap_it "
-        "are meaningless for real CholecT50 predictions",
-        UserWarning,
-        stacklevel=2,
-    )
-    return synthetic_triplet_maps()
-
-
-def _dispatch(task: str, a: dict[str, np.ndarray], options: ScoreOptions) -> dict[str, float]:
-    """Call the task's metric function on the checked arrays."""
-    runners: dict[str, Callable[[], dict[str, float]]] = {
-        "phase": lambda: phase_metrics(
-            a["video"], a["target"], a["pred"], options.num_classes, relaxed=options.relaxed, fps=options.fps,
-            protocol=_infer_protocol(options, a) if options.relaxed else "cholec80", aggregation=options.aggregation,
-        ),
-        "action": lambda: action_metrics(a["target"], a["pred"], options.num_classes),
-        "triplet": lambda: triplet_metrics(
-            a["video"], a["target"], a["score"], _triplet_maps(options, a), ignore_null=options.ignore_null
-        ),
-        "skill": lambda: skill_metrics(a["target"], a["pred"]),
-        "segmentation": lambda: segmentation_metrics(a["target"], a["score"]),
-        "depth": lambda: depth_metrics(a["target"], a["pred"], a.get("valid")),
-    }
-    return runners[task]()
-
-
 _OPTION_TASKS: dict[str, tuple[str, ...]] = {
     "num_classes": ("phase", "action", "triplet"),
     "relaxed": ("phase",),
@@ -192,8 +116,13 @@ def score_npz(task: str, path: str | Path, options: ScoreOptions | None = None) 
         raise ScoreInputError(
             f"{npz_path}: key 'target' has {arrays['target'].shape[1]} triplet columns, not {options.num_classes}"
         )
+    if task == "triplet" and options.maps_path is not None:
+        maps = load_npz_arrays(options.maps_path)
+        if "maps" not in maps:
+            raise ScoreInputError(f"{options.maps_path}: missing key ['maps'] (an [N_triplets, 3] int array)")
+        arrays["maps"] = _get(maps, options.maps_path, "maps", ("iu", 2))
     try:
-        return _dispatch(task, arrays, options)
+        return score_arrays(task, arrays, options)
     except ScoreInputError:
         raise
     except ValueError as exc:

@@ -44,8 +44,6 @@ _RELAXED_RULES: dict[str, dict[int, _Rule]] = {
 }
 RELAXED_NUM_PHASES: dict[str, int] = {"cholec80": 7, "m2cai16": 8}
 
-PHASE_METRICS = ("accuracy", "precision", "recall", "jaccard", "f1", "edit")
-
 
 @dataclass(frozen=True)
 class PhaseTable:
@@ -175,7 +173,7 @@ def phase_table(
     names: list[str] = []
     for idx in video_groups(ids):
         t, p = y_true[idx], y_pred[idx]
-        correct = relaxed_correct(t, p, float(fps), protocol) if relaxed else t == p
+        correct = relaxed_correct(t, p, float(fps or 0.0), protocol) if relaxed else t == p
         names.append(str(ids[idx[0]]))
         rows.append((float(correct.mean()), edit_score(t, p)))
         per_phase.append(_per_phase_scores(t, p, correct, n_cls))

@@ -8,7 +8,8 @@ argument; :func:`synthetic_triplet_maps` is a documented stand-in, NOT the Chole
 """
 from __future__ import annotations
 
-from typing import Literal, Sequence
+from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -74,7 +75,7 @@ def component_values(values: NDArray, groups: Sequence[NDArray[np.intp]]) -> NDA
 
 def video_average_precision(video: ArrayLike, target: ArrayLike, score: ArrayLike) -> NDArray[np.float64]:
     """Per-class AP: per video (NaN where the class has no positive), then the NaN-mean over videos; shape (C,)."""
-    from sklearn.metrics import average_precision_score  # deferred: slow import, see metrics_clip
+    from sklearn.metrics import average_precision_score  # deferred: scikit-learn (~2 s import), see metrics_clip
 
     y_true, y_score = np.asarray(target), np.asarray(score, dtype=np.float64)
     per_video = []

@@ -9,7 +9,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import orchestrator.benchmarks.adapters  # noqa: F401  (registers every adapter)
+from orchestrator.benchmarks.adapters import (  # noqa: F401  (importing a module registers its adapters)
+    action,
+    dense,
+    generic,
+    phase,
+    phase_extra,
+    skill,
+    synthetic,
+    triplet,
+)
 from orchestrator.benchmarks.adapters.action import SA160_NUM_FOLDS
 from orchestrator.benchmarks.adapters.classes import (
     AUTOLAPARO_PHASES,
@@ -28,33 +37,22 @@ from orchestrator.benchmarks.adapters.skill import JIGSAWS_FOLD_GROUPS
 from orchestrator.benchmarks.spec import BenchmarkError, BenchmarkSpec, Sample, SplitSpec, get_adapter, require_path
 from orchestrator.benchmarks.splits import SPLITS
 
-# ------------------------------------------------------------------------------------------- metric sets
-PHASE_METRICS = ["accuracy", "precision", "recall", "jaccard", "f1", "edit"]
-ACTION_METRICS = ["accuracy", "f1"]
-TRIPLET_METRICS = ["ap_i", "ap_v", "ap_t", "ap_iv", "ap_it", "ap_ivt"]
-SKILL_METRICS = ["mae", "spearman"]
-SEGMENTATION_METRICS = ["dice", "mean_dice", "mae"]
-DEPTH_METRICS = ["rmse", "abs_rel", "sq_rel", "delta_1_1", "delta_1_25"]  # rmse primary: lower is better
-
 
 def _ids(fmt: str, numbers: range | list[int]) -> list[str]:
     return [fmt.format(n) for n in numbers]
 
 
 def _phase(name: str, adapter: str, classes: list[str], splits: SplitSpec, **kw: Any) -> BenchmarkSpec:
-    return BenchmarkSpec(name=name, task="phase", adapter=adapter, classes=classes, primary_metric="f1",
-                         metrics=PHASE_METRICS, splits=splits, **kw)
+    return BenchmarkSpec(name=name, task="phase", adapter=adapter, classes=classes, splits=splits, **kw)
 
 
 def _action(name: str, adapter: str, classes: list[str], splits: SplitSpec, **kw: Any) -> BenchmarkSpec:
-    return BenchmarkSpec(name=name, task="action", adapter=adapter, classes=classes, primary_metric="f1",
-                         metrics=ACTION_METRICS, splits=splits, **kw)
+    return BenchmarkSpec(name=name, task="action", adapter=adapter, classes=classes, splits=splits, **kw)
 
 
 def _pranet(name: str, ood: bool) -> BenchmarkSpec:
     return BenchmarkSpec(
-        name=name, task="segmentation", adapter="pranet_polyp", classes=["polyp"], primary_metric="dice",
-        metrics=SEGMENTATION_METRICS, url="https://github.com/DengPingFan/PraNet",
+        name=name, task="segmentation", adapter="pranet_polyp", classes=["polyp"], url="https://github.com/DengPingFan/PraNet",
         splits=SplitSpec(kind="seeded_val_from_train", seed=0, val_fraction=0.2,
                          note="PraNet protocol: train = TrainDataset (Kvasir 900 + CVC-ClinicDB 550, shared by the "
                               "5 polyp benchmarks), test = TestDataset/<name>; val = seeded image-level 20% of train"),
@@ -145,7 +143,7 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {s.name: s for s in [
         notes="Binary; F1 with positive = abnormal as in Endo-FM. Videos overlap Endo-FM pretraining data."),
     BenchmarkSpec(
         name="CholecT50", task="triplet", adapter="cholect50", classes=CHOLECT50_TRIPLETS,
-        primary_metric="ap_ivt", metrics=TRIPLET_METRICS, annotation_fps=1.0,
+        annotation_fps=1.0,
         url="https://github.com/CAMMA-public/cholect50",
         splits=SplitSpec(kind="folds", ids=CHOLECT50_FOLDS, fold=1,
                          note="official cholect50-crossval; fold = held-out CAMMA fold 1-5; val = last 5 videos "
@@ -153,7 +151,7 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {s.name: s for s in [
         notes="Multi-label over 100 triplets (names: triplet_names(root)); 94-99 are the null-verb/target "
               "triplets, kept. Component map: triplet_component_map(root). Video ids shared with Cholec80."),
     BenchmarkSpec(
-        name="JIGSAWS", task="skill", adapter="jigsaws_grs", primary_metric="spearman", metrics=SKILL_METRICS,
+        name="JIGSAWS", task="skill", adapter="jigsaws_grs",
         url="https://cirl.lcsr.jhu.edu/research/hmm/datasets/jigsaws_release/",
         splits=SplitSpec(kind="folds", ids=JIGSAWS_FOLD_GROUPS, fold=0, seed=0,
                          note="fold 0-4 = LOSO (SuperTrialOut), 5-12 = LOUO (UserOut); val = one other group of "
@@ -166,7 +164,7 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {s.name: s for s in [
     _pranet("CVC-ColonDB", ood=True),
     _pranet("ETIS-LaribPolypDB", ood=True),
     BenchmarkSpec(
-        name="C3VD", task="depth", adapter="c3vd_depth", primary_metric="rmse", metrics=DEPTH_METRICS,
+        name="C3VD", task="depth", adapter="c3vd_depth",
         url="https://durr.jhu.edu/C3VD",
         splits=SplitSpec(kind="seeded_val_from_train", ids={"test": C3VD_TEST_SEQUENCES}, seed=0,
                          note="test = PPSNet's val sequences minus desc_t4_a (PPSNet splits that one by frames); "
@@ -181,9 +179,6 @@ def get_benchmark(name: str, root: str | Path | None = None) -> BenchmarkSpec:
     """The registered spec ``name`` (exact, else case-insensitive match). With ``root``, a class list kept on
     disk (``classes.txt`` for Atlas-Neurosurgical) is resolved, so ``num_classes`` is right."""
     spec = BENCHMARKS.get(name) or {k.lower(): v for k, v in BENCHMARKS.items()}.get(name.lower())
-    if spec is None:  # the synthetic suite (lazy import: that module imports this one)
-        from orchestrator.benchmarks.synthetic_suite import find_synthetic
-        spec = find_synthetic(name)
     if spec is None:
         raise BenchmarkError(f"unknown benchmark {name!r}; known: {sorted(BENCHMARKS)}")
     return resolve_spec(spec, root) if root is not None else spec
@@ -268,13 +263,10 @@ def load_samples(name_or_spec: str | BenchmarkSpec, root: str | Path, split: str
 # ------------------------------------------------------------------------------------------ private data
 GenericKind = Literal["phase_csv", "clip_csv", "image_mask", "image_depth"]
 _GENERIC: dict[str, dict[str, Any]] = {
-    "phase_csv": {"task": "phase", "adapter": "generic_phase_csv", "primary_metric": "f1",
-                  "metrics": PHASE_METRICS, "annotation_fps": 1.0},
-    "clip_csv": {"task": "action", "adapter": "generic_clip_csv", "primary_metric": "f1", "metrics": ACTION_METRICS},
-    "image_mask": {"task": "segmentation", "adapter": "generic_image_mask", "primary_metric": "dice",
-                   "metrics": SEGMENTATION_METRICS},
-    "image_depth": {"task": "depth", "adapter": "generic_image_depth", "primary_metric": "rmse",
-                    "metrics": DEPTH_METRICS},
+    "phase_csv": {"task": "phase", "adapter": "generic_phase_csv", "annotation_fps": 1.0},
+    "clip_csv": {"task": "action", "adapter": "generic_clip_csv"},
+    "image_mask": {"task": "segmentation", "adapter": "generic_image_mask"},
+    "image_depth": {"task": "depth", "adapter": "generic_image_depth"},
 }
 
 

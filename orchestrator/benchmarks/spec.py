@@ -5,12 +5,15 @@ Every benchmark (real or synthetic) is described by a :class:`BenchmarkSpec` and
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-TaskType = Literal["phase", "action", "triplet", "skill", "segmentation", "depth"]
+from model.tasks import CLASS_TASKS, Task
+from orchestrator.benchmarks.tasks import METRICS, PRIMARY_METRIC
+
 SplitName = Literal["train", "val", "test"]
 
 
@@ -44,11 +47,11 @@ class BenchmarkSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str
-    task: TaskType
+    task: Task
     adapter: str  # key into the adapter registry
     classes: list[str] = Field(default_factory=list)  # canonical order; class id = index
-    primary_metric: str
-    metrics: list[str]
+    primary_metric: str = ""  # "" = the task's (orchestrator.benchmarks.tasks.PRIMARY_METRIC)
+    metrics: list[str] = Field(default_factory=list)  # empty = the task's metric set (tasks.METRICS)
     annotation_fps: float | None = None  # fps of the annotation files on disk (phase/triplet)
     sample_fps: float = 1.0  # predictions are made at this rate
     splits: SplitSpec = Field(default_factory=SplitSpec)
@@ -62,10 +65,14 @@ class BenchmarkSpec(BaseModel):
         return len(self.classes)
 
     @model_validator(mode="after")
-    def _check(self) -> "BenchmarkSpec":
+    def _check(self) -> BenchmarkSpec:
+        if not self.metrics:
+            self.metrics = list(METRICS[self.task])
+        if not self.primary_metric:
+            self.primary_metric = PRIMARY_METRIC[self.task]
         if self.primary_metric not in self.metrics:
             raise ValueError(f"{self.name}: primary_metric {self.primary_metric!r} not in metrics {self.metrics}")
-        if self.task in ("phase", "action", "triplet") and not self.classes:
+        if self.task in CLASS_TASKS and not self.classes:
             raise ValueError(f"{self.name}: task {self.task!r} needs a non-empty class list")
         return self
 

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import bisect
 import hashlib
-from typing import Hashable, Mapping, Sequence, TypeVar
+from collections.abc import Hashable, Mapping, Sequence
+from typing import TypeVar
 
 from orchestrator.benchmarks.spec import BenchmarkError, BenchmarkSpec
 

@@ -20,6 +20,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import av
+import decord
 from pydantic import BaseModel
 
 from orchestrator.data.manifest import Manifest
@@ -80,8 +82,6 @@ def open_gop_codec(path: Path, keyframes: int = 5, max_packets: int = 10_000) ->
     seeks to while ffmpeg drops those leading frames after a seek, so decord silently returns wrong or broken
     frames near every such keyframe (sequential reads are right). Demuxes (no decoding) the first ``keyframes``
     GOPs, at most ``max_packets`` packets: encoders keep one GOP structure per file. None when PyAV cannot read it."""
-    import av
-
     try:
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
@@ -111,8 +111,6 @@ def probe_video(path: Path) -> dict:
     if path.stat().st_size == 0:
         return {"error": "empty: zero-byte file"}
     try:
-        import decord
-
         vr = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
         n, fps = len(vr), float(vr.get_avg_fps())
         if n < 1 or not math.isfinite(fps) or fps <= 0:

@@ -14,7 +14,36 @@ muxers no longer write it, so only the display matrix is tested.)
 """
 from __future__ import annotations
 
+from typing import NamedTuple, Protocol
+
+import decord
 import numpy as np
+import torch
+import torch.nn.functional as F
+
+from orchestrator.data.config import DataConfig
+
+
+class VideoMeta(Protocol):
+    """What decoding needs to know of a video (from the clip index): average fps, frame count, native size."""
+
+    @property
+    def fps(self) -> float: ...
+    @property
+    def num_frames(self) -> int: ...
+    @property
+    def width(self) -> int: ...
+    @property
+    def height(self) -> int: ...
+
+
+class VideoInfo(NamedTuple):
+    """A :class:`VideoMeta` built from a descriptor row."""
+
+    fps: float
+    num_frames: int
+    width: int
+    height: int
 
 
 def resized_size(width: int, height: int, short_side: int) -> tuple[int, int]:
@@ -39,17 +68,16 @@ def crop_box(height: int, width: int, crop: int, seed: int | None) -> tuple[int,
     return int(rng.integers(0, height - crop + 1)), int(rng.integers(0, width - crop + 1))
 
 
-def decode_clip(path: str, start_s: float, frames: int, sample_fps: float, short_side: int, crop: int,
-                crop_seed: int | None, fps: float, num_frames: int, width: int, height: int,
+def decode_clip(path: str, start_s: float, video: VideoMeta, cfg: DataConfig, crop_seed: int | None,
                 threads: int = 1) -> np.ndarray:
-    """Decode one clip → uint8 ``[T, crop, crop, 3]`` (decord resizes while decoding). ``fps``, ``num_frames``,
-    ``width`` and ``height`` come from the clip index; ``threads`` is decord's decoder threads (0 = auto; the
+    """Decode one clip of ``cfg.frames`` frames at ``cfg.sample_fps`` from ``start_s`` → uint8 ``[T, crop, crop, 3]``
+    (decord resizes the short side to ``cfg.short_side`` while decoding; random crop with ``crop_seed``, centre crop
+    with None). ``video`` comes from the clip index; ``threads`` is decord's decoder threads (0 = auto; the
     pipeline uses 1 per task and gets its parallelism from Ray). Raises on unreadable data or a clip past the end."""
-    import decord
-
-    rw, rh = resized_size(width, height, short_side)
+    frames, sample_fps, fps, crop = cfg.frames, cfg.sample_fps, video.fps, cfg.crop
+    rw, rh = resized_size(video.width, video.height, cfg.short_side)
     vr = decord.VideoReader(path, ctx=decord.cpu(0), width=rw, height=rh, num_threads=threads)
-    n = min(num_frames, len(vr))
+    n = min(video.num_frames, len(vr))
     idx = frame_indices(start_s, frames, sample_fps, fps, n)
     if (start_s + (frames - 1) / sample_fps) * fps > n - 1 + 0.5:
         raise ValueError(f"{path}: clip at {start_s:.1f} s needs frame {int(idx[-1])}, video has {n}")
@@ -67,28 +95,25 @@ def decode_clip(path: str, start_s: float, frames: int, sample_fps: float, short
 
 def resize_frames(frames: np.ndarray, height: int, width: int) -> np.ndarray:
     """uint8 ``[T, H, W, C]`` → ``[T, height, width, C]`` (bilinear, antialiased)."""
-    import torch
-    import torch.nn.functional as F
-
     x = torch.from_numpy(frames).permute(0, 3, 1, 2).float()
     y = F.interpolate(x, size=(height, width), mode="bilinear", antialias=True, align_corners=False)
     return y.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
-def decode_batch(batch: dict[str, np.ndarray], frames: int, sample_fps: float, short_side: int, crop: int,
-                 train: bool = True) -> dict[str, np.ndarray]:
+def decode_batch(batch: dict[str, np.ndarray], cfg: DataConfig, train: bool = True) -> dict[str, np.ndarray]:
     """``map_batches`` UDF: descriptor rows → ``clip`` uint8 ``[B, T, crop, crop, 3]`` plus ``index`` and ``ok``.
 
     A clip that fails to decode becomes an all-zero clip with ``ok = 0`` (the trainer drops and counts it), so one
     bad file never stops the run and the skip count reaches the metrics."""
     n = len(batch["index"])
-    clips = np.zeros((n, frames, crop, crop, 3), dtype=np.uint8)
+    clips = np.zeros((n, cfg.frames, cfg.crop, cfg.crop, 3), dtype=np.uint8)
     ok = np.ones(n, dtype=np.uint8)
     for i in range(n):
         try:
-            clips[i] = decode_clip(str(batch["path"][i]), float(batch["start"][i]), frames, sample_fps, short_side, crop,
-                               int(batch["crop_seed"][i]) if train else None, float(batch["fps"][i]),
-                               int(batch["num_frames"][i]), int(batch["width"][i]), int(batch["height"][i]))
+            video = VideoInfo(float(batch["fps"][i]), int(batch["num_frames"][i]), int(batch["width"][i]),
+                              int(batch["height"][i]))
+            clips[i] = decode_clip(str(batch["path"][i]), float(batch["start"][i]), video, cfg,
+                                   int(batch["crop_seed"][i]) if train else None)
         except Exception as e:  # corrupt / truncated data found only at decode time
             ok[i] = 0
             print(f"[decode] skipped {batch['path'][i]} @ {float(batch['start'][i]):.1f} s: "

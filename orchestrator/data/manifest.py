@@ -54,8 +54,7 @@ class Manifest(BaseModel):
                 out.extend(Path(m) for m in sorted(glob.glob(str(full), recursive=True)))
             else:
                 out.append(full)
-        seen: set[Path] = set()
-        return [p for p in out if not (p in seen or seen.add(p))]
+        return list(dict.fromkeys(out))  # first occurrence wins, order kept
 
 
 def load_manifest(path: str | Path) -> Manifest:

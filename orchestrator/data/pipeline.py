@@ -9,18 +9,20 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 from functools import partial
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 import pyarrow as pa
 import ray
+import torch
 from ray.data import Dataset, TaskPoolStrategy
 from ray.data.block import BlockMetadata
 from ray.data.collate_fn import NumpyBatchCollateFn
 from ray.data.datasource import Datasource, ReadTask
 
+from orchestrator.data.config import DataConfig
 from orchestrator.data.decode import decode_batch
 from orchestrator.data.sampling import SamplingPlan, descriptors
 
@@ -89,23 +91,21 @@ class ClipDatasource(Datasource):
         return tasks
 
 
-def clip_dataset(plan: SamplingPlan, *, seed: int, epoch_size: int, total: int, frames: int, sample_fps: float,
-                 short_side: int, crop: int, decode_tasks: int, decode_cpus: float, decode_batch_size: int,
-                 position_file: str | None = None, block_rows: int = 64, train: bool = True
-                 ) -> Dataset:
-    """The pretraining dataset: rows ``index`` (int64), ``ok`` (uint8), ``clip`` (uint8 ``[T, crop, crop, 3]``)."""
-    source = ClipDatasource(ray.put(plan), seed, epoch_size, total, position_file, block_rows)
+def clip_dataset(plan: SamplingPlan, cfg: DataConfig, *, seed: int, epoch_size: int, total: int,
+                 position_file: str | None = None, train: bool = True) -> Dataset:
+    """The pretraining dataset of global samples [position, total): rows ``index`` (int64), ``ok`` (uint8),
+    ``clip`` (uint8 ``[T, crop, crop, 3]``); clip geometry, decode tasks, CPUs and batch sizes from ``cfg``."""
+    source = ClipDatasource(ray.put(plan), seed, epoch_size, total, position_file, cfg.read_block_rows)
     ds = ray.data.read_datasource(source)
-    fn_kwargs = dict(frames=frames, sample_fps=sample_fps, short_side=short_side, crop=crop, train=train)
-    return ds.map_batches(decode_batch, fn_kwargs=fn_kwargs, batch_size=decode_batch_size, batch_format="numpy",
-                          compute=TaskPoolStrategy(size=decode_tasks), num_cpus=decode_cpus)
+    return ds.map_batches(decode_batch, fn_kwargs={"cfg": cfg, "train": train}, batch_size=cfg.decode_batch,
+                          batch_format="numpy", compute=TaskPoolStrategy(size=cfg.decode_tasks),
+                          num_cpus=cfg.decode_cpus)
 
 
 class ClipCollate(NumpyBatchCollateFn):
     """``iter_torch_batches`` collate: numpy columns → CPU tensors (the train loop moves them to its device)."""
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, "torch.Tensor"]:  # noqa: F821
-        import torch
-
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:  # type: ignore[override]
+        # (ray types the return as an unbound TypeVar)
         # Arrow-backed arrays are read-only; torch needs writable memory, so copy (one memcpy per column).
         return {k: torch.from_numpy(np.array(v, copy=True)) for k, v in batch.items()}

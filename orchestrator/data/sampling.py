@@ -38,7 +38,7 @@ class SamplingPlan:
     by_specialty: list[np.ndarray] = field(default_factory=list)  # dataset ids per specialty
 
     @classmethod
-    def from_index(cls, index: ClipIndex) -> "SamplingPlan":
+    def from_index(cls, index: ClipIndex) -> SamplingPlan:
         if not index.videos:
             raise ValueError("the corpus has no readable video long enough for one clip "
                              f"({len(index.skipped)} skipped); see the skip list")

@@ -14,21 +14,29 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
-from orchestrator.config import slug
+from orchestrator.benchmarks.tasks import metric_mode
+from orchestrator.config import slug, work_dir
 from orchestrator.report.collect import Collected, PretrainEntry, ReportError, SweepEntry, backbone_labels, collect
 from orchestrator.report.html import PlotGroup, render_page
-from orchestrator.report.plots import (PLOTS_DIR, has_plots, log_pretrain_plots, log_sweep_plots,
-                                       render_pretrain_plots)
+from orchestrator.report.plots import PLOTS_DIR, has_plots, log_pretrain_plots, log_sweep_plots, render_pretrain_plots
 from orchestrator.report.tables import Table, build_tables, format_value, md_table, table_csv, table_markdown
-from orchestrator.tracking import client
+from orchestrator.tracking import (
+    JOB_REPORT,
+    JOB_TAG,
+    MLFLOW_RUN_NAME_TAG,
+    PREDICTIONS_ARTIFACT,
+    client,
+    dashboard_command,
+    ensure_experiment,
+)
 
 DEFAULT_EXPERIMENTS = ("probe-sweeps", "surgmotion-pretrain")
 REPORT_EXPERIMENT = "surgmotion-report"
-PREDICTIONS = "predictions_test.npz"
+PREDICTIONS = PREDICTIONS_ARTIFACT
 Progress = Callable[[str], None]
 DETAILS_HEADER = ["family", "benchmark", "backbone", "primary", "val", "test", "best lr", "best wd", "run id"]
 PRETRAIN_HEADER = ["run", "status", "steps", "loss", "clips/s", "started", "experiment", "run id"]
@@ -112,8 +120,6 @@ def gather_plots(uri: str, collected: Collected, plots_dir: Path, pretrain_runs:
 
 # ------------------------------------------------------------------------------------------------ rows
 def detail_rows(sweeps: list[SweepEntry]) -> list[list[str]]:
-    from orchestrator.sweep_train import metric_mode
-
     labels = backbone_labels([e.backbone for e in sweeps])
     rows = []
     for e in sweeps:
@@ -172,12 +178,10 @@ def write_outputs(out_dir: Path, title: str, meta: list[tuple[str, str]], tables
 
 def log_report_run(uri: str, experiment: str, out_dir: Path, experiments: list[str], counts: dict[str, int]) -> str:
     """A new run in ``experiment`` holding every output file as an artifact."""
-    from orchestrator.tracking import ensure_experiment
-
     c = client(uri)
     name = f"report-{time.strftime('%Y%m%d-%H%M%S')}"
     run = c.create_run(ensure_experiment(uri, experiment), run_name=name,
-                       tags={"surgmotion.job": "report", "mlflow.runName": name})
+                       tags={JOB_TAG: JOB_REPORT, MLFLOW_RUN_NAME_TAG: name})
     run_id = run.info.run_id
     try:
         c.log_param(run_id, "experiments", ",".join(experiments))
@@ -197,9 +201,6 @@ def build_report(tracking_uri: str, experiments: list[str] | None = None, out_di
                  progress: Progress = print) -> ReportResult:
     """Read ``experiments`` (default: probe-sweeps + surgmotion-pretrain), write the report into ``out_dir``
     (default ``<work dir>/reports/<timestamp>``) and log it as a new run of ``report_experiment`` (None: don't)."""
-    from orchestrator.config import work_dir
-    from orchestrator.tracking import dashboard_command
-
     names = list(experiments or DEFAULT_EXPERIMENTS)
     out = Path(out_dir or work_dir() / "reports" / time.strftime("%Y%m%d-%H%M%S")).expanduser().resolve()
     progress(f"reading MLflow runs of {names} at {tracking_uri}")

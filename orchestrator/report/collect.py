@@ -1,26 +1,36 @@
 """Read what the report shows from MLflow: sweep parent runs (one per backbone × benchmark, the newest FINISHED
 one wins) and pretraining runs (tag ``surgmotion.job = pretrain``).
 
-A benchmark's task family and metric list come from the registry (``resolve_benchmark``: registered,
-``synthetic-*`` and ``generic-*`` names). A benchmark the registry does not know (e.g. a spec built in code) is
-placed by its logged ``test_*`` metric names (:func:`infer_task`).
+A sweep parent carries its benchmark's task (tag ``surgmotion.task``, written by the sweep): that is its table.
+A registered benchmark's metric list, primary metric, class names and table order come from the registry; any
+other (a synthetic-suite or private benchmark) gets its task's metric set (:mod:`orchestrator.benchmarks.tasks`)
+and the logged ``primary_metric``. A parent run without the task tag is left out with a note; the report never
+guesses a task from metric names.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterator
+from typing import Any
 
+from model.backbones.factory import backbone_label
+from model.tasks import TASKS
+from orchestrator.benchmarks.adapters.generic import CLASSES_FROM_ROOT
+from orchestrator.benchmarks.registry import get_benchmark, list_benchmarks
+from orchestrator.benchmarks.spec import BenchmarkError
+from orchestrator.benchmarks.tasks import METRICS, PRIMARY_METRIC
 from orchestrator.config import ConfigError
-from orchestrator.tracking import client
-
-FAMILIES = ("phase", "action", "triplet", "skill", "segmentation", "depth")
-PARENT_TAG = "mlflow.parentRunId"
-BENCHMARK_TAG = "surgmotion.benchmark"
-BACKBONE_TAG = "surgmotion.backbone"
-JOB_TAG = "surgmotion.job"
-TASK_TAG = "surgmotion.task"
-FOLD_TAG = "surgmotion.fold"
-PRETRAIN_CURVES = ("loss", "loss_motion", "loss_st", "loss_var", "loss_cov", "lr", "clips_per_s")
+from orchestrator.tracking import (
+    BACKBONE_TAG,
+    BENCHMARK_TAG,
+    FOLD_TAG,
+    JOB_PRETRAIN,
+    JOB_TAG,
+    MLFLOW_RUN_NAME_TAG,
+    PARENT_TAG,
+    TASK_TAG,
+    client,
+)
 
 
 class ReportError(ConfigError):
@@ -53,7 +63,6 @@ class SweepEntry:
     best_lr: str
     best_wd: str
     start_time: int
-    has_predictions: bool = True
 
 
 @dataclass
@@ -77,49 +86,23 @@ class Collected:
 
 
 # ------------------------------------------------------------------------------------------- benchmarks
-def _metric_sets() -> dict[str, list[str]]:
-    from orchestrator.benchmarks import registry as R
-
-    return {"phase": R.PHASE_METRICS, "action": R.ACTION_METRICS, "triplet": R.TRIPLET_METRICS,
-            "skill": R.SKILL_METRICS, "segmentation": R.SEGMENTATION_METRICS, "depth": R.DEPTH_METRICS}
-
-
-def infer_task(metric_names: list[str] | set[str]) -> str | None:
-    """The task family whose metric set best overlaps ``metric_names`` (ties: the smaller set), or None."""
-    names = set(metric_names)
-    best, best_score = None, 0.0
-    for task, metrics in _metric_sets().items():
-        common = len(names & set(metrics))
-        score = common / len(names | set(metrics)) if common else 0.0
-        if score > best_score:
-            best, best_score = task, score
-    return best
-
-
-def benchmark_info(name: str, metric_names: list[str], task_hint: str | None = None) -> BenchmarkInfo:
-    """Registry spec of ``name``; for an unknown name, the family from ``task_hint`` or the metric names."""
-    from orchestrator.benchmarks.registry import list_benchmarks
-    from orchestrator.benchmarks.spec import BenchmarkError
-    from orchestrator.sweep import resolve_benchmark
-
+def benchmark_info(name: str, task: str | None, primary_metric: str | None = None) -> BenchmarkInfo:
+    """What the tables need about benchmark ``name`` whose sweep logged ``task`` (module docstring)."""
     try:
-        spec = resolve_benchmark(name)
+        spec = get_benchmark(name)
     except BenchmarkError:
         spec = None
     if spec is not None:
-        from orchestrator.benchmarks.adapters.generic import CLASSES_FROM_ROOT
-
         classes = [] if spec.classes == [CLASSES_FROM_ROOT] else list(spec.classes)  # names live beside the data
-        order = list_benchmarks()
-        pos = order.index(spec.name) if spec.name in order else len(order) + (0 if "synthetic" in name else 100)
-        return BenchmarkInfo(spec.name, spec.task, list(spec.metrics), spec.primary_metric, classes, pos)
-    task = task_hint if task_hint in FAMILIES else infer_task(metric_names)
-    if task is None:
-        raise ReportError(f"benchmark {name!r}: not in the registry and its metrics {sorted(metric_names)} match "
-                          f"no task family")
-    canonical = _metric_sets()[task]
-    metrics = [m for m in canonical if m in metric_names] + sorted(set(metric_names) - set(canonical))
-    return BenchmarkInfo(name, task, metrics, metrics[0] if metrics else "", [], 20_000, registered=False)
+        return BenchmarkInfo(spec.name, spec.task, list(spec.metrics), spec.primary_metric, classes,
+                             list_benchmarks().index(spec.name))
+    if task not in TASKS:
+        raise ReportError(f"benchmark {name!r}: its sweep run has no valid {TASK_TAG} tag ({task!r}); expected one "
+                          f"of {list(TASKS)}")
+    metrics = list(METRICS[task])
+    primary = primary_metric if primary_metric in metrics else PRIMARY_METRIC[task]
+    order = len(list_benchmarks()) + (0 if name.startswith("synthetic-") else 100)
+    return BenchmarkInfo(name, task, metrics, primary, [], order, registered=False)
 
 
 # ------------------------------------------------------------------------------------------------- runs
@@ -166,7 +149,7 @@ def sweep_entry(run: Any, experiment: str, infos: dict[str, BenchmarkInfo]) -> S
     backbone, bench, fold = run_key(run)
     test = _prefixed(metrics, "test_")
     if bench not in infos:
-        infos[bench] = benchmark_info(bench, list(test), tags.get(TASK_TAG))
+        infos[bench] = benchmark_info(bench, tags.get(TASK_TAG), params.get("primary_metric"))
     info = replace(infos[bench], name=f"{infos[bench].name} fold {fold}") if fold else infos[bench]
     return SweepEntry(run_id=run.info.run_id, experiment=experiment,
                       backbone=backbone, benchmark=info,
@@ -177,7 +160,7 @@ def sweep_entry(run: Any, experiment: str, infos: dict[str, BenchmarkInfo]) -> S
 def pretrain_entry(run: Any, experiment: str, tracking_uri: str) -> PretrainEntry:
     history = client(tracking_uri).get_metric_history(run.info.run_id, "loss")
     return PretrainEntry(run_id=run.info.run_id, experiment=experiment,
-                         name=run.data.tags.get("mlflow.runName") or run.info.run_name or run.info.run_id,
+                         name=run.data.tags.get(MLFLOW_RUN_NAME_TAG) or run.info.run_name or run.info.run_id,
                          status=run.info.status, start_time=int(run.info.start_time or 0),
                          last={k: float(v) for k, v in run.data.metrics.items()},
                          steps=max((m.step for m in history), default=0))
@@ -206,29 +189,31 @@ def collect(tracking_uri: str, experiments: list[str], required: bool = True) ->
     infos: dict[str, BenchmarkInfo] = {}
     for name, exp_id in ids.items():
         for run in iter_runs(tracking_uri, exp_id):
-            if run.data.tags.get(JOB_TAG) == "pretrain":
+            if run.data.tags.get(JOB_TAG) == JOB_PRETRAIN:
                 pretrain.append(pretrain_entry(run, name, tracking_uri))
             elif is_sweep_parent(run):
                 key = run_key(run)
                 if run.info.status != "FINISHED":
                     unfinished.setdefault(key, run.info.status)
                 elif key not in sweeps or sweeps[key].start_time < int(run.info.start_time or 0):
-                    sweeps[key] = sweep_entry(run, name, infos)
+                    try:
+                        sweeps[key] = sweep_entry(run, name, infos)
+                    except ReportError as err:  # a run this report cannot place: left out, said why
+                        notes.append(f"sweep run {run.info.run_id}: {err}; not in tables")
     for key, status in unfinished.items():
         if key not in sweeps:
             where = f" fold {key[2]}" if key[2] else ""
             notes.append(f"sweep {key[0]} × {key[1]}{where}: no FINISHED parent run (newest is {status}); "
                          "not in tables")
-    ordered = sorted(sweeps.values(), key=lambda e: (FAMILIES.index(e.benchmark.task), e.benchmark.order,
+    ordered = sorted(sweeps.values(), key=lambda e: (TASKS.index(e.benchmark.task), e.benchmark.order,
                                                       e.benchmark.name, e.backbone))
     pretrain.sort(key=lambda p: -p.start_time)
     return Collected(ordered, pretrain, notes)
 
 
 def backbone_labels(backbones: list[str]) -> dict[str, str]:
-    """Backbone spec → row label (``orchestrator.sweep.backbone_label``); the full spec where labels collide."""
-    from orchestrator.sweep import backbone_label
-
+    """Backbone spec → row label (:func:`model.backbones.factory.backbone_label`); the full spec where labels
+    collide."""
     short = {b: backbone_label(b) for b in backbones}
     counts: dict[str, int] = {}
     for label in short.values():

@@ -12,51 +12,35 @@ CLI calls them only for runs without ``plots`` artifacts (:func:`has_plots`). PN
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-PLOTS_DIR = "plots"
-LOSS_KEYS = ("loss", "loss_motion", "loss_st", "loss_var", "loss_cov")
-DPI = 100
+from model.jepa import LOSS_KEYS
+from orchestrator.benchmarks.metrics_io import load_npz_arrays
+from orchestrator.config import work_dir
+from orchestrator.report import plots_sweep as S
+from orchestrator.report.figures import new_figure, save
+from orchestrator.tracking import PLOTS_ARTIFACT, client
+
+PLOTS_DIR = PLOTS_ARTIFACT
 REQUIRED = {"phase": ("video", "target", "pred"), "action": ("target", "pred"), "triplet": ("target", "score"),
             "skill": ("target", "pred"), "segmentation": ("target", "score"), "depth": ("target", "pred")}
 
 
 # ---------------------------------------------------------------------------------------------- helpers
-def new_figure(width: float, height: float) -> Any:
-    """A matplotlib Figure on its own Agg canvas (no pyplot, no global backend switch)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def save(fig: Any, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png", dpi=DPI, facecolor="white", bbox_inches="tight")  # legends never clipped
-    return path
-
-
 def default_out_dir(run_id: str) -> Path:
-    from orchestrator.config import work_dir
-
     return work_dir() / PLOTS_DIR / run_id
 
 
 def has_plots(tracking_uri: str, run_id: str) -> bool:
     """Whether the run already has artifacts under ``plots``."""
-    from orchestrator.tracking import client
-
     return bool(client(tracking_uri).list_artifacts(run_id, PLOTS_DIR))
 
 
 def log_pngs(tracking_uri: str, run_id: str, paths: list[Path]) -> None:
-    from orchestrator.tracking import client
-
     c = client(tracking_uri)
     for p in paths:
         c.log_artifact(run_id, str(p), PLOTS_DIR)
@@ -65,8 +49,6 @@ def log_pngs(tracking_uri: str, run_id: str, paths: list[Path]) -> None:
 # ---------------------------------------------------------------------------------------------- pretrain
 def metric_series(tracking_uri: str, run_id: str, key: str) -> tuple[np.ndarray, np.ndarray]:
     """(steps, values) of one metric, sorted by step; a step logged twice (resumed run) keeps its latest value."""
-    from orchestrator.tracking import client
-
     latest: dict[int, tuple[int, float]] = {}
     for m in client(tracking_uri).get_metric_history(run_id, key):
         if m.step not in latest or m.timestamp >= latest[m.step][0]:
@@ -134,14 +116,10 @@ def log_pretrain_plots(tracking_uri: str, run_id: str, out_dir: Path | None = No
 def load_predictions(npz_path: Path) -> dict[str, np.ndarray]:
     if not Path(npz_path).is_file():
         raise FileNotFoundError(f"predictions file {npz_path} does not exist")
-    from orchestrator.benchmarks.metrics_io import load_npz_arrays  # score.py's reader: no pickles, clear errors
-
-    return load_npz_arrays(Path(npz_path))
+    return load_npz_arrays(Path(npz_path))  # score.py's reader: no pickles, clear errors
 
 
 def _drawers() -> dict[str, list[tuple[str, Callable[..., Any]]]]:
-    from orchestrator.report import plots_sweep as S
-
     return {"phase": [("phase_ribbons.png", S.phase_ribbons), ("confusion_matrix.png", S.confusion)],
             "action": [("confusion_matrix.png", S.confusion)],
             "triplet": [("per_class_ap.png", S.per_class_ap)],
@@ -161,6 +139,8 @@ def render_sweep_plots(npz_path: Path, task: str, classes: list[str] | None, out
         raise ValueError(f"{npz_path}: no {missing} array(s) for task {task!r} (keys: {sorted(arrays)})")
     if len(arrays["target"]) == 0:
         return []  # no test samples: nothing to draw
+    if not classes and "classes" in arrays:  # the sweep stores the benchmark's class names in the file
+        classes = [str(c) for c in arrays["classes"]]
     out = []
     for name, draw in drawers[task]:
         fig = draw(arrays, classes or [])

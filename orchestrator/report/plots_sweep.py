@@ -1,5 +1,5 @@
 """The drawings of :func:`orchestrator.report.plots.log_sweep_plots`: one function per plot, each taking the arrays
-of a predictions file (``orchestrator.sweep_train.prediction_arrays`` format, optionally with ``sample_id``,
+of a predictions file (``orchestrator.probe.trial.prediction_arrays`` format, optionally with ``sample_id``,
 ``source`` and ``time_s``) and the class names, returning a Figure (or None when there is nothing to draw)."""
 from __future__ import annotations
 
@@ -7,8 +7,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib import colormaps
+from matplotlib.colors import ListedColormap
+from matplotlib.patches import Patch
+from PIL import Image
+from sklearn.metrics import average_precision_score, confusion_matrix
 
-from orchestrator.report.plots import new_figure
+from orchestrator.benchmarks.metrics import score_arrays
+from orchestrator.benchmarks.metrics_dense import dice_curve
+from orchestrator.report.figures import new_figure
 
 MAX_VIDEOS = 16      # phase ribbons: at most this many test videos
 MAX_SAMPLES = 4      # segmentation / depth: samples shown
@@ -21,9 +28,6 @@ def class_names(classes: list[str], n: int) -> list[str]:
 
 
 def _colors(n: int) -> Any:
-    from matplotlib import colormaps
-    from matplotlib.colors import ListedColormap
-
     if n <= 10:
         pool = [colormaps["tab10"](i) for i in range(10)]
     else:  # tab20 then tab20b: 40 distinct colours before any repeats
@@ -47,8 +51,6 @@ def video_order(arrays: Arrays) -> dict[str, np.ndarray]:
 # ---------------------------------------------------------------------------------------- classification
 def phase_ribbons(arrays: Arrays, classes: list[str]) -> Any:
     """Per test video: a ground-truth ribbon above a prediction ribbon, coloured by phase."""
-    from matplotlib.patches import Patch
-
     target, pred = arrays["target"].astype(int), arrays["pred"].astype(int)
     n = int(max(target.max(initial=0), pred.max(initial=0)) + 1)
     names, cmap = class_names(classes, n), _colors(n)
@@ -75,8 +77,6 @@ def phase_ribbons(arrays: Arrays, classes: list[str]) -> Any:
 
 def confusion(arrays: Arrays, classes: list[str]) -> Any:
     """Row-normalised confusion matrix (counts written in the cells when there are few classes)."""
-    from sklearn.metrics import confusion_matrix
-
     target, pred = arrays["target"].astype(int), arrays["pred"].astype(int)
     n = int(max(target.max(initial=0), pred.max(initial=0), len(classes) - 1) + 1)
     names = class_names(classes, n)
@@ -103,8 +103,6 @@ def confusion(arrays: Arrays, classes: list[str]) -> Any:
 
 def per_class_ap(arrays: Arrays, classes: list[str]) -> Any:
     """Average precision of every class with at least one positive test sample."""
-    from sklearn.metrics import average_precision_score
-
     target, score = arrays["target"].astype(int), arrays["score"].astype(float)
     names = class_names(classes, target.shape[1])
     ids = [c for c in range(target.shape[1]) if target[:, c].sum() > 0]
@@ -126,8 +124,6 @@ def per_class_ap(arrays: Arrays, classes: list[str]) -> Any:
 
 def skill_scatter(arrays: Arrays, classes: list[str]) -> Any:
     """Predicted vs true score with the identity line."""
-    from scipy.stats import spearmanr
-
     target, pred = arrays["target"].astype(float).ravel(), arrays["pred"].astype(float).ravel()
     fig = new_figure(5.0, 5.0)
     ax = fig.subplots()
@@ -135,8 +131,8 @@ def skill_scatter(arrays: Arrays, classes: list[str]) -> Any:
     lo, hi = float(min(target.min(), pred.min())), float(max(target.max(), pred.max()))
     pad = 0.05 * (hi - lo or 1.0)
     ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="gray", linestyle="--", linewidth=1)
-    rho = spearmanr(target, pred).statistic if len(target) > 1 and np.std(pred) > 0 else float("nan")
-    mae = float(np.abs(target - pred).mean())
+    scores = score_arrays("skill", {"target": target, "pred": pred})
+    mae, rho = scores["mae"], scores["spearman"]
     ax.set_xlabel("true score")
     ax.set_ylabel("predicted score")
     ax.set_title(f"Skill: predicted vs true (MAE {mae:.3f}, Spearman {rho:.3f})")
@@ -156,10 +152,8 @@ def background(arrays: Arrays, i: int, shape: tuple[int, int]) -> np.ndarray:
     src = str(arrays["source"][i]) if "source" in arrays else ""
     if src and Path(src).is_file():
         try:
-            from PIL import Image
-
-            with Image.open(src) as im:
-                im = im.convert("RGB")
+            with Image.open(src) as opened:
+                im = opened.convert("RGB")
                 s = max(h, w) / min(im.size)
                 im = im.resize((max(w, round(im.size[0] * s)), max(h, round(im.size[1] * s))))
                 left, top = (im.size[0] - w) // 2, (im.size[1] - h) // 2
@@ -182,8 +176,6 @@ def _label(arrays: Arrays, i: int) -> str:
 def segmentation_overlays(arrays: Arrays, classes: list[str]) -> Any:
     """For a few test samples: the true mask (green) and the predicted mask (p >= 0.5, red) over the image, with
     the sample's Dice at 0.5 as the metrics compute it (``metrics_dense.dice_curve``)."""
-    from orchestrator.benchmarks.metrics_dense import dice_curve
-
     target, score = arrays["target"].astype(bool), arrays["score"].astype(float)
     idx = pick(len(target))
     fig = new_figure(6.4, 3.0 * len(idx) + 0.6)
@@ -203,8 +195,6 @@ def segmentation_overlays(arrays: Arrays, classes: list[str]) -> Any:
 
 def depth_maps(arrays: Arrays, classes: list[str]) -> Any:
     """For a few test samples: true and predicted depth with one colour scale per sample (invalid = gray)."""
-    from matplotlib import colormaps
-
     target, pred = arrays["target"].astype(float), arrays["pred"].astype(float)
     idx = pick(len(target))
     cmap = colormaps["viridis"].with_extremes(bad="#808080")
@@ -217,7 +207,8 @@ def depth_maps(arrays: Arrays, classes: list[str]) -> Any:
         hi = hi if hi > lo else lo + 1.0
         row[0].imshow(np.ma.masked_where(~valid, target[i]), cmap=cmap, vmin=lo, vmax=hi)
         im = row[1].imshow(pred[i], cmap=cmap, vmin=lo, vmax=hi)
-        rmse = float(np.sqrt(np.mean((pred[i][valid] - target[i][valid]) ** 2))) if valid.any() else float("nan")
+        one = {"target": target[i:i + 1], "pred": pred[i:i + 1]}
+        rmse = score_arrays("depth", one)["rmse"] if valid.any() else float("nan")
         row[0].set_title(f"{_label(arrays, i)}: truth", fontsize=9)
         row[1].set_title(f"prediction (RMSE {rmse:.2f})", fontsize=9)
         for ax in row:

@@ -1,7 +1,7 @@
 """Paper-style result tables: one per task family, backbones as rows, benchmark × metric as columns.
 
 In every column the best value is **bold** and the second best underlined, in the metric's direction
-(``orchestrator.sweep_train.metric_mode``: rmse / mae / abs_rel / sq_rel are lower-is-better). Values are
+(:func:`orchestrator.benchmarks.tasks.metric_mode`: rmse / mae / abs_rel / sq_rel are lower-is-better). Values are
 compared as displayed (:func:`format_value`), so equal-looking values tie: every tied best value is bold and
 the next distinct value is underlined. A missing cell is shown as "–" (and left empty in the CSV).
 """
@@ -14,11 +14,11 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator.report.collect import FAMILIES, SweepEntry, backbone_labels
+from model.tasks import TASKS
+from orchestrator.benchmarks.tasks import FAMILY_TITLES, metric_mode
+from orchestrator.report.collect import SweepEntry, backbone_labels
 
 MISSING = "–"
-FAMILY_TITLES = {"phase": "Phase recognition", "action": "Action recognition", "triplet": "Triplet recognition",
-                 "skill": "Skill assessment", "segmentation": "Segmentation", "depth": "Depth estimation"}
 Cell = float | None
 
 
@@ -42,7 +42,7 @@ class Table:
 
     @property
     def title(self) -> str:
-        return FAMILY_TITLES.get(self.family, self.family)
+        return FAMILY_TITLES.get(self.family, self.family)  # type: ignore[call-overload]
 
     def column(self, j: int) -> list[Cell]:
         return [row[j] for row in self.values]
@@ -76,8 +76,6 @@ def marks(values: list[Cell], mode: str) -> list[str]:
 
 def build_table(family: str, entries: list[SweepEntry], labels: dict[str, str]) -> Table:
     """The table of one family from its sweep entries (already one per backbone × benchmark)."""
-    from orchestrator.sweep_train import metric_mode
-
     columns: list[Column] = []
     for e in entries:
         for m in e.benchmark.metrics:
@@ -96,10 +94,10 @@ def build_table(family: str, entries: list[SweepEntry], labels: dict[str, str]) 
 
 
 def build_tables(entries: list[SweepEntry]) -> list[Table]:
-    """One table per task family that has results, in FAMILIES order."""
+    """One table per task family that has results, in task order (:data:`model.tasks.TASKS`)."""
     labels = backbone_labels(sorted({e.backbone for e in entries}))
     out = []
-    for family in FAMILIES:
+    for family in TASKS:
         mine = [e for e in entries if e.benchmark.task == family]
         if mine:
             out.append(build_table(family, mine, labels))
@@ -159,7 +157,7 @@ def table_csv(table: Table) -> str:
     w.writerow(["metric"] + [c.metric for c in table.columns])
     w.writerow(["mode"] + [c.mode for c in table.columns])
     for label, row in zip(table.rows, table.values):
-        w.writerow([label] + [repr(float(v)) if _present(v) else "" for v in row])
+        w.writerow([label] + [repr(float(v)) if v is not None and _present(v) else "" for v in row])
     return buf.getvalue()
 
 

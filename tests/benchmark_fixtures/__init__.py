@@ -2,11 +2,10 @@
 seconds of annotations, real MP4 files). ``BUILDERS[name](root) -> root`` for each of the 19 registry names."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from benchmark_fixtures import generic, other, phase
-
 from orchestrator.benchmarks.spec import BenchmarkSpec, Sample
 
 BUILDERS: dict[str, Callable[[Path], Path]] = {
@@ -34,7 +33,7 @@ BUILDERS: dict[str, Callable[[Path], Path]] = {
 __all__ = ["BUILDERS", "generic", "other", "phase"]
 
 
-def load_all_splits(name_or_spec: "str | BenchmarkSpec", root: Path) -> dict[str, list[Sample]]:
+def load_all_splits(name_or_spec: str | BenchmarkSpec, root: Path) -> dict[str, list[Sample]]:
     """Load train/val/test and check the split invariants shared by every benchmark: non-empty, video-level
     (no video id in two splits, hence val != test), and deterministic (a second load gives the same ids)."""
     from orchestrator.benchmarks.registry import load_samples

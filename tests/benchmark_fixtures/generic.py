@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+
 from benchmark_fixtures.media import write_depth_u16, write_image, write_mask, write_text, write_video
 
 CLIP_CLASSES = ["grasp", "cut", "idle"]

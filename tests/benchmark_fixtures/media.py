@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def tiny_mp4_bytes(width: int = 64, height: int = 48, fps: int = 25, seconds: int = 3) -> bytes:
     """A real MP4 (libx264, yuv420p) of moving synthetic pixels."""
     buf = io.BytesIO()

@@ -5,8 +5,8 @@ import json
 from pathlib import Path
 
 import numpy as np
-from benchmark_fixtures.media import write_depth_u16, write_image, write_mask, write_text, write_video
 
+from benchmark_fixtures.media import write_depth_u16, write_image, write_mask, write_text, write_video
 from orchestrator.benchmarks.adapters.classes import SA160_ACTIONS
 from orchestrator.benchmarks.registry import C3VD_TEST_SEQUENCES, CHOLECT50_FOLDS
 

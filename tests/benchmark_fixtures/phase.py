@@ -5,7 +5,6 @@ import pickle
 from pathlib import Path
 
 from benchmark_fixtures.media import write_image, write_text, write_video
-
 from orchestrator.benchmarks.adapters.classes import CHOLEC80_PHASES, EGOSURGERY_PHASES, M2CAI16_PHASES
 
 # Cholec80 video01 changes phase after frame 25: label at 1 s must be the row of frame 25 (Preparation), not

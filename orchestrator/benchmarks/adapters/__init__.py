@@ -1,5 +1,5 @@
-"""Benchmark adapters, one module per dataset family. Importing this package registers every adapter with
-:func:`orchestrator.benchmarks.spec.register_adapter`.
+"""Benchmark adapters, one module per dataset family. Importing a module registers its adapters with
+:func:`orchestrator.benchmarks.spec.register_adapter`; :mod:`orchestrator.benchmarks.registry` imports them all.
 
 =================  ===========================================================================
 module             adapters
@@ -11,18 +11,8 @@ module             adapters
 ``skill``          jigsaws_grs
 ``dense``          pranet_polyp, c3vd_depth (+ :func:`read_depth_mm`, :func:`c3vd_depth_to_mm`)
 ``generic``        generic_phase_csv, generic_clip_csv, generic_image_mask, generic_image_depth
+``synthetic``      synthetic_suite (the layout :mod:`orchestrator.synthetic.suite` writes)
 =================  ===========================================================================
 
 Adapters never decode videos; they check that files exist and parse annotations.
 """
-from __future__ import annotations
-
-from orchestrator.benchmarks.adapters import action, dense, generic, phase, phase_extra, skill, triplet
-from orchestrator.benchmarks.adapters import synthetic  # noqa: F401  (the synthetic suite's adapter)
-from orchestrator.benchmarks.adapters.dense import c3vd_depth_to_mm, read_depth_mm
-from orchestrator.benchmarks.adapters.triplet import triplet_component_map, triplet_names
-
-__all__ = [
-    "action", "dense", "generic", "phase", "phase_extra", "skill", "triplet",
-    "c3vd_depth_to_mm", "read_depth_mm", "triplet_component_map", "triplet_names",
-]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import csv
 import functools
 import re
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from orchestrator.benchmarks.spec import BenchmarkError, BenchmarkSpec, Sample
 

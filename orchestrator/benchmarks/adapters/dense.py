@@ -17,6 +17,7 @@ from numpy.typing import NDArray
 from orchestrator.benchmarks.adapters.common import IMAGE_SUFFIXES
 from orchestrator.benchmarks.spec import BenchmarkError, BenchmarkSpec, Sample, SplitName, register_adapter
 from orchestrator.benchmarks.splits import official_groups, select_split
+from orchestrator.data.views import read_image_array
 
 C3VD_MAX_DEPTH_MM = 100.0
 C3VD_DEPTH_SCALE_MM = C3VD_MAX_DEPTH_MM / 65535.0
@@ -33,15 +34,10 @@ def c3vd_depth_to_mm(raw: NDArray) -> NDArray[np.float32]:
 def read_depth_mm(path: str | Path, scale_mm: float = 1.0) -> NDArray[np.float32]:
     """Read a depth map (uint16/float PNG or TIFF, or ``.npy``) and multiply by ``scale_mm``."""
     p = Path(path)
-    if not p.is_file():
-        raise BenchmarkError(f"depth map: {p} does not exist")
-    if p.suffix.lower() == ".npy":
-        arr = np.load(p, allow_pickle=False)
-    else:
-        from PIL import Image  # local import: only dense users need Pillow
-
-        with Image.open(p) as im:
-            arr = np.array(im)
+    try:
+        arr = read_image_array(p)
+    except FileNotFoundError:
+        raise BenchmarkError(f"depth map: {p} does not exist") from None
     if arr.ndim != 2:
         raise BenchmarkError(f"depth map {p}: expected a single-channel image, got shape {arr.shape}")
     return (arr.astype(np.float32) * np.float32(scale_mm)).astype(np.float32)

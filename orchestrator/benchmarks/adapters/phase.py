@@ -9,8 +9,8 @@ round(s * fps)). Only the videos of the requested split are read; each must exis
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from orchestrator.benchmarks.adapters.common import (
     class_lookup,

@@ -1,7 +1,7 @@
-"""Adapter for the synthetic benchmark suite (``orchestrator.benchmarks.synthetic_suite``): one on-disk layout,
+"""Adapter for the synthetic benchmark suite (``orchestrator.synthetic.suite``): one on-disk layout,
 six benchmarks (one per task type), all read by the ``synthetic_suite`` adapter.
 
-On disk (written by :func:`orchestrator.benchmarks.synthetic_suite.build_synthetic_suite`)::
+On disk (written by :func:`orchestrator.synthetic.suite.build_synthetic_suite`)::
 
     <root>/videos/...                     the suite's synthetic corpus (generate_corpus: mp4 + npz + json)
     <root>/skill_videos/...               extra short videos for the skill benchmark
@@ -36,7 +36,7 @@ SUITE_MARKER = ".complete"
 DEPTH_SCALE_MM = 1.0 / 32.0
 """Depth PNGs store round(depth_mm * 32) as uint16 (the generator quantises depth to 1/32 mm: lossless)."""
 MAIN_TASKS = ("phase", "action", "triplet", "segmentation", "depth")   # built on the main videos (skill: extra)
-_BUILD_HINT = "build it with orchestrator.benchmarks.synthetic_suite.build_synthetic_suite(root)"
+_BUILD_HINT = "build it with orchestrator.synthetic.suite.build_synthetic_suite(root)"
 
 
 class SuiteIndex(BaseModel):

@@ -27,7 +27,6 @@ from orchestrator.benchmarks.spec import BenchmarkError, BenchmarkSpec, Sample, 
 from orchestrator.benchmarks.splits import cholect50_fold_groups, official_groups, select_split
 
 NUM_TRIPLETS, NUM_INSTRUMENTS, NUM_VERBS, NUM_TARGETS = 100, 6, 10, 15
-NULL_TRIPLETS: tuple[int, ...] = tuple(range(94, 100))
 COMPONENT_SIZES: tuple[int, int, int] = (NUM_INSTRUMENTS, NUM_VERBS, NUM_TARGETS)
 
 

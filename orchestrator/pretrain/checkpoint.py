@@ -10,12 +10,14 @@ import re
 from pathlib import Path
 from typing import Any
 
+import mlflow
 import torch
 import yaml
 
-MODEL_FILE = "model.pt"
+from model.backbones.video_vit import CONFIG_FILE, MODEL_FILE
+from model.jepa import SurgMotion  # the checkpoint layout SurgMotionBackbone reads
+
 STATE_FILE = "train_state.pt"
-CONFIG_FILE = "config.yaml"
 RUN_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 
 
@@ -32,7 +34,7 @@ def atomic_save(obj: Any, path: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def model_state(model: torch.nn.Module) -> dict[str, dict[str, torch.Tensor]]:
+def model_state(model: SurgMotion) -> dict[str, dict[str, torch.Tensor]]:
     return {"encoder": model.encoder.state_dict(), "predictor": model.predictor.state_dict(),
             "target_encoder": model.target_encoder.state_dict()}
 
@@ -50,7 +52,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(directory: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+def save_checkpoint(directory: Path, model: SurgMotion, optimizer: torch.optim.Optimizer,
                     train_state: dict[str, Any], config: dict[str, Any]) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     atomic_save(model_state(model), directory / MODEL_FILE)
@@ -61,7 +63,7 @@ def save_checkpoint(directory: Path, model: torch.nn.Module, optimizer: torch.op
     return directory
 
 
-def load_model_weights(model: torch.nn.Module, path: Path, strict: bool = True) -> None:
+def load_model_weights(model: SurgMotion, path: Path, strict: bool = True) -> None:
     """Load ``model.pt`` (a file, or a checkpoint directory holding one) into a SurgMotion module."""
     file = path / MODEL_FILE if path.is_dir() else path
     if not file.is_file():
@@ -85,8 +87,6 @@ def resolve_init(init_from: str, tracking_uri: str, dest: Path) -> Path:
     if p.exists():
         return p / MODEL_FILE if p.is_dir() else p
     if RUN_ID_RE.match(init_from):
-        import mlflow
-
         dest.mkdir(parents=True, exist_ok=True)
         local = mlflow.artifacts.download_artifacts(run_id=init_from, artifact_path=f"checkpoint/{MODEL_FILE}",
                                                     dst_path=str(dest), tracking_uri=tracking_uri)

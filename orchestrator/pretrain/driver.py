@@ -12,15 +12,35 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestrator.checkpointing import CONFIG_FILE, MODEL_FILE, resolve_init
-from orchestrator.config import PretrainConfig, work_dir
+import ray
+from ray.data import ExecutionOptions
+from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train.torch import TorchTrainer
+
+from orchestrator.config import work_dir
 from orchestrator.data.clip_index import ClipIndex, build_clip_index
 from orchestrator.data.manifest import Manifest, load_manifest
 from orchestrator.data.pipeline import clip_dataset
 from orchestrator.data.sampling import SamplingPlan
-from orchestrator.tracking import (dashboard_command, end_run, log_artifact, log_params, register_checkpoint,
-                                   resolve_tracking_uri, start_or_resume_run)
-from orchestrator.train_loop import train_loop_per_worker
+from orchestrator.pretrain.checkpoint import CONFIG_FILE, MODEL_FILE, resolve_init
+from orchestrator.pretrain.config import PretrainConfig
+from orchestrator.pretrain.worker import RunContext, WorkerConfig, train_loop_per_worker
+from orchestrator.report.plots import log_pretrain_plots
+from orchestrator.synthetic.config import SyntheticConfig
+from orchestrator.synthetic.corpus import generate_corpus
+from orchestrator.tracking import (
+    CHECKPOINT_ARTIFACT,
+    JOB_PRETRAIN,
+    JOB_TAG,
+    SKIPPED_ARTIFACT,
+    dashboard_command,
+    end_run,
+    log_artifact,
+    log_params,
+    register_checkpoint,
+    resolve_tracking_uri,
+    start_or_resume_run,
+)
 
 
 @dataclass
@@ -34,8 +54,6 @@ class PretrainResult:
 
 def synthetic_manifest(cfg: PretrainConfig) -> Path:
     """Generate (once) the embedded synthetic corpus and return its manifest path."""
-    from orchestrator.data.synthetic import SyntheticConfig, generate_corpus
-
     s = cfg.data.synthetic
     scfg = SyntheticConfig(seed=s.seed, videos_per_source=s.videos_per_source, seconds=s.seconds, width=s.width,
                            height=s.height)
@@ -61,8 +79,6 @@ def index_corpus(cfg: PretrainConfig, manifest: Manifest) -> ClipIndex:
 
 
 def init_ray(cfg: PretrainConfig) -> None:
-    import ray
-
     if ray.is_initialized():
         return
     kwargs: dict[str, Any] = {"log_to_driver": True}
@@ -78,18 +94,12 @@ def init_ray(cfg: PretrainConfig) -> None:
 
 
 def use_gpu(cfg: PretrainConfig) -> bool:
-    import ray
-
     if cfg.scaling.use_gpu == "auto":
         return ray.cluster_resources().get("GPU", 0) > 0
     return bool(cfg.scaling.use_gpu)
 
 
-def make_trainer(cfg: PretrainConfig, dataset: Any, ctx: dict[str, Any], storage: Path) -> Any:
-    from ray.data import ExecutionOptions
-    from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
-
+def make_trainer(cfg: PretrainConfig, dataset: Any, ctx: RunContext, storage: Path) -> TorchTrainer:
     gpu = use_gpu(cfg)
     resources: dict[str, float] = {"CPU": cfg.scaling.cpus_per_worker}
     if gpu:
@@ -97,7 +107,7 @@ def make_trainer(cfg: PretrainConfig, dataset: Any, ctx: dict[str, Any], storage
     resources.update(cfg.scaling.resources_per_worker)
     return TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={"cfg": cfg.model_dump(mode="json"), "ctx": ctx},
+        train_loop_config=WorkerConfig(cfg=cfg, ctx=ctx).model_dump(mode="json"),
         scaling_config=ScalingConfig(num_workers=cfg.scaling.num_workers, use_gpu=gpu, resources_per_worker=resources),
         run_config=RunConfig(name=cfg.name, storage_path=str(storage),
                              failure_config=FailureConfig(max_failures=cfg.train.max_failures),
@@ -118,8 +128,6 @@ def plan_steps(cfg: PretrainConfig, plan: SamplingPlan) -> tuple[int, int]:
 def finish_tracking(cfg: PretrainConfig, uri: str, run_id: str, finished: bool, steps: int) -> None:
     """Loss / lr / throughput plots on the run; a finished run's checkpoint registered as a model version.
     Neither may fail a run whose training already succeeded: problems are printed."""
-    from orchestrator.report import log_pretrain_plots
-
     try:
         log_pretrain_plots(uri, run_id)
     except Exception as err:  # noqa: BLE001
@@ -127,12 +135,30 @@ def finish_tracking(cfg: PretrainConfig, uri: str, run_id: str, finished: bool, 
     if not finished or not cfg.tracking.registered_model:
         return
     try:
-        version = register_checkpoint(uri, run_id, cfg.tracking.registered_model, "checkpoint",
+        version = register_checkpoint(uri, run_id, cfg.tracking.registered_model, CHECKPOINT_ARTIFACT,
                                       {"run_name": cfg.name, "frames": str(cfg.data.frames), "steps": str(steps),
                                        "model_size": cfg.model.encoder.size})
         print(f"[pretrain] registered model {cfg.tracking.registered_model!r} version {version}", flush=True)
     except Exception as err:  # noqa: BLE001
         print(f"[pretrain] model not registered: {err}", flush=True)
+
+
+def open_run(cfg: PretrainConfig, uri: str, run_dir: Path, index: ClipIndex, total_steps: int,
+             epoch_size: int) -> RunContext:
+    """Open (or re-open) the MLflow run, log params and the skip list, resolve ``train.init_from``: the
+    :class:`RunContext` the workers get."""
+    run_id, resumed = start_or_resume_run(uri, cfg.tracking.experiment, cfg.name, tags={JOB_TAG: JOB_PRETRAIN})
+    print(f"[pretrain] MLflow run {run_id} ({'resumed' if resumed else 'new'}) at {uri}", flush=True)
+    log_params(uri, run_id, cfg.model_dump(mode="json"))
+    skipped_file = run_dir / SKIPPED_ARTIFACT
+    skipped_file.write_text(json.dumps([s.model_dump() for s in index.skipped], indent=2))
+    log_artifact(uri, run_id, skipped_file)
+    init_model = None
+    if cfg.train.init_from:
+        init_model = str(resolve_init(cfg.train.init_from, uri, run_dir / "init"))
+    return RunContext(tracking_uri=uri, run_id=run_id, total_steps=total_steps, epoch_size=epoch_size,
+                      position_file=str(run_dir / "data_position.json"), skipped_index=len(index.skipped),
+                      init_model=init_model)
 
 
 def run_pretraining(cfg: PretrainConfig) -> PretrainResult:
@@ -146,26 +172,10 @@ def run_pretraining(cfg: PretrainConfig) -> PretrainResult:
     storage = Path(cfg.ray.storage_path or work_dir() / "ray_results").expanduser().resolve()
     run_dir = storage / cfg.name
     run_dir.mkdir(parents=True, exist_ok=True)
-    position_file = str(run_dir / "data_position.json")
-    run_id, resumed = start_or_resume_run(uri, cfg.tracking.experiment, cfg.name, tags={"surgmotion.job": "pretrain"})
-    print(f"[pretrain] MLflow run {run_id} ({'resumed' if resumed else 'new'}) at {uri}", flush=True)
-    log_params(uri, run_id, cfg.model_dump(mode="json"))
-    skipped_file = run_dir / "skipped_videos.json"
-    skipped_file.write_text(json.dumps([s.model_dump() for s in index.skipped], indent=2))
-    log_artifact(uri, run_id, skipped_file)
-    init_model = None
-    if cfg.train.init_from:
-        init_model = str(resolve_init(cfg.train.init_from, uri, run_dir / "init"))
-    ctx = {"tracking_uri": uri, "run_id": run_id, "total_steps": total_steps, "epoch_size": epoch_size,
-           "position_file": position_file, "skipped_index": len(index.skipped), "init_model": init_model,
-           "config": cfg.model_dump(mode="json")}
-    d = cfg.data
-    dataset = clip_dataset(plan, seed=cfg.train.seed, epoch_size=epoch_size,
-                           total=total_steps * cfg.train.global_batch, frames=d.frames, sample_fps=d.sample_fps,
-                           short_side=d.short_side, crop=d.crop, decode_tasks=d.decode_tasks,
-                           decode_cpus=d.decode_cpus, decode_batch_size=d.decode_batch,
-                           position_file=position_file,
-                           block_rows=d.read_block_rows)
+    ctx = open_run(cfg, uri, run_dir, index, total_steps, epoch_size)
+    run_id = ctx.run_id
+    dataset = clip_dataset(plan, cfg.data, seed=cfg.train.seed, epoch_size=epoch_size,
+                           total=total_steps * cfg.train.global_batch, position_file=ctx.position_file)
     print(f"[pretrain] {total_steps} steps × {cfg.train.global_batch} clips (epoch = {epoch_size} clips, "
           f"{cfg.scaling.num_workers} worker(s), accumulation {cfg.accum_steps})", flush=True)
     try:
@@ -178,7 +188,7 @@ def run_pretraining(cfg: PretrainConfig) -> PretrainResult:
         ckpt_dir = result.checkpoint.path
         with result.checkpoint.as_directory() as local:
             for name in (MODEL_FILE, CONFIG_FILE):
-                log_artifact(uri, run_id, Path(local) / name, "checkpoint")
+                log_artifact(uri, run_id, Path(local) / name, CHECKPOINT_ARTIFACT)
     reached = int((result.metrics or {}).get("step", total_steps))
     finish_tracking(cfg, uri, run_id, ckpt_dir is not None and reached >= total_steps, reached)
     if reached < total_steps:

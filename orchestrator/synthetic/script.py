@@ -1,6 +1,6 @@
 """The latent script of a synthetic surgical-like video: vocabularies, per-specialty workflows and the per-video plan.
 
-Split out of :mod:`orchestrator.data.synthetic` (which re-exports every public name here, so import from there):
+What a corpus is made of (:mod:`orchestrator.synthetic.corpus` writes it):
 
 * vocabularies (``INSTRUMENTS``, ``VERBS``, ``TARGETS``, ``MOTIONS``), jaw patterns per verb and one
   :class:`SourceProfile` per synthetic source (its specialty's phase workflow and motion habits);
@@ -9,26 +9,23 @@ Split out of :mod:`orchestrator.data.synthetic` (which re-exports every public n
 * :func:`plan_video`: phase plan, camera path, tool tracks (+ hand tremor), blob plan, smoke curve, smoothness and
   the per-frame render states, all drawn from one ``np.random.Generator`` seeded by
   ``SeedSequence(seed, source, index)``. The order of the random draws is part of the output bytes: changing it
-  changes every corpus (bump ``GENERATOR_VERSION`` in :mod:`orchestrator.data.synthetic` if you do).
+  changes every corpus (bump ``GENERATOR_VERSION`` if you do).
 
-Pixels (scene, rendering, encoding) live in :mod:`orchestrator.data.synthetic_render`; writing files and the
-corpus in :mod:`orchestrator.data.synthetic`.
+Pixels (scene, rendering, encoding) live in :mod:`orchestrator.synthetic.render`; writing files and the
+corpus in :mod:`orchestrator.synthetic.corpus`.
 """
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 from scipy.ndimage import gaussian_filter1d
 
-from orchestrator.data import synthetic_marks as M
-from orchestrator.data import synthetic_render as R
-
-if TYPE_CHECKING:  # only for annotations: synthetic.py imports this module
-    from orchestrator.data.synthetic import SyntheticConfig
+from orchestrator.synthetic import marks as M
+from orchestrator.synthetic import render as R
+from orchestrator.synthetic.config import SyntheticConfig
 
 INSTRUMENTS: tuple[str, ...] = tuple(R.TOOLS)
 VERBS = ("idle", "grasp", "retract", "dissect", "cut", "coagulate", "clip", "aspirate", "inject")
@@ -40,9 +37,6 @@ DEFAULT_VERB = {"grasper": "retract", "hook": "dissect", "clipper": "clip", "sci
 JAW = {"idle": (0.15, 0.0, 0.0), "grasp": (0.35, 0.35, 0.5), "retract": (0.08, 0.0, 0.0), "dissect": (0.2, 0.15, 1.0),
        "cut": (0.45, 0.45, 2.0), "coagulate": (0.06, 0.0, 0.0), "clip": (0.3, 0.3, 0.8), "aspirate": (0.0, 0.0, 0.0),
        "inject": (0.0, 0.0, 0.0)}   # verb -> jaw opening (mean rad, amplitude rad, frequency Hz)
-SourceName = Literal["synth_laparoscopy", "synth_colonoscopy", "synth_cataract"]
-
-
 @dataclass(frozen=True)
 class SourceProfile:
     """A synthetic source: its specialty's workflow (phase -> primary tool / verb / target) and motion habits."""
@@ -184,7 +178,7 @@ def _phase_cast(c: _Ctx, phase: int, start: int, end: int) -> PhaseSegment:
 
 def _plan_phases(c: _Ctx) -> list[PhaseSegment]:
     """4-7 phases in workflow order (increasing ids) with Dirichlet-random durations covering all frames."""
-    k = int(min(c.rng.integers(4, 8), len(c.prof.phases), max(1, c.n // 4)))
+    k = min(int(c.rng.integers(4, 8)), len(c.prof.phases), max(1, c.n // 4))
     ids = np.sort(c.rng.choice(len(c.prof.phases), size=k, replace=False))
     min_len = max(1, c.n // (3 * k))
     lens = min_len + np.floor(c.rng.dirichlet(np.full(k, 2.0)) * (c.n - k * min_len)).astype(int)
@@ -340,7 +334,7 @@ def _frame_states(c: _Ctx, segs: list[PhaseSegment], camera: np.ndarray, blob_vi
 def _gt_arrays(c: _Ctx, segs: list[PhaseSegment], tracks: dict[int, dict[str, np.ndarray]],
                extra: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     n, ni = c.n, len(INSTRUMENTS)
-    arrays = {"phase": _per_frame(segs, [s.phase for s in segs], n).astype(np.int16),
+    arrays: dict[str, np.ndarray] = {"phase": _per_frame(segs, [s.phase for s in segs], n).astype(np.int16),
               "action": _per_frame(segs, [s.motion for s in segs], n).astype(np.int16),
               "instruments": np.zeros((n, ni), np.uint8), "verb": np.full((n, ni), -1, np.int16),
               "target": np.full((n, ni), -1, np.int16), "tip_xy": np.full((n, ni, 2), np.nan, np.float32)}

@@ -1,5 +1,5 @@
 """Sweep configuration and results (experiments/configs/sweep/*.yaml; every key in docs/sweeps.md), benchmark
-name resolution and the few-shot subset. The sweep itself: :mod:`orchestrator.sweep`."""
+name resolution and the few-shot subset. The sweep itself: :mod:`orchestrator.probe.sweep`."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,9 +8,11 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from orchestrator.benchmarks.registry import GENERIC_TEMPLATES, get_benchmark, list_folds, resolve_spec
 from orchestrator.benchmarks.spec import BenchmarkError, BenchmarkSpec, Sample
 from orchestrator.config import CONFIG_DIR, work_dir
-from orchestrator.features import FeatureConfig
+from orchestrator.probe.features import FeatureConfig
+from orchestrator.synthetic.specs import find_synthetic
 
 DEFAULT_CONFIG = CONFIG_DIR / "sweep" / "default.yaml"
 
@@ -65,7 +67,7 @@ class SweepConfig(BaseModel):
     storage_dir: str | None = Field(None, description="Ray Tune storage (null: <work dir>/sweeps)")
 
     @model_validator(mode="after")
-    def _check(self) -> "SweepConfig":
+    def _check(self) -> SweepConfig:
         if self.features.crop > self.features.short_side:
             raise ValueError(f"features.crop {self.features.crop} > features.short_side {self.features.short_side}")
         return self
@@ -111,9 +113,6 @@ class SweepResult(BaseModel):
 def resolve_benchmark(name: str, root: Path | None = None) -> BenchmarkSpec:
     """A registered benchmark, a synthetic-suite one (``synthetic-*``) or a generic private-data template
     (``generic-phase-csv``, ``generic-clip-csv``, ``generic-image-mask``, ``generic-image-depth``)."""
-    from orchestrator.benchmarks.registry import GENERIC_TEMPLATES, get_benchmark, resolve_spec
-    from orchestrator.benchmarks.synthetic_suite import find_synthetic
-
     try:
         return get_benchmark(name, root)
     except BenchmarkError as err:
@@ -136,8 +135,6 @@ def few_shot(samples: list[Sample], fraction: float | None, seed: int) -> list[S
 def folds_for(cfg: SweepConfig, spec: BenchmarkSpec) -> list[int | None]:
     """The folds to sweep for ``spec``: ``[None]`` (its default split) unless it is a fold benchmark and
     ``cfg.folds`` names some."""
-    from orchestrator.benchmarks.registry import list_folds
-
     available = [f for fs in list_folds(spec).values() for f in fs]
     if not available or cfg.folds == []:
         return [None]

@@ -45,83 +45,32 @@ Determinism: every video's randomness comes from SeedSequence(seed, source, inde
 leaves the others unchanged), and the encoder runs with one thread and ``mbtree=0`` (see
 ``synthetic_render.encode_h264``): the same config gives byte-identical .mp4/.npz/.json files.
 
-Modules: the latent script (vocabularies, source profiles, per-video records, :func:`plan_video`) lives in
-``synthetic_script``, the pixels in ``synthetic_render`` (primitives in ``synthetic_draw``, the phases' marks in
-``synthetic_marks``); this module writes videos and corpora and re-exports
-the script's public names, so ``from orchestrator.data.synthetic import ...`` is the one import to use.
+Modules: the latent script (vocabularies, source profiles, :class:`SyntheticConfig`, per-video records,
+:func:`plan_video`) lives in :mod:`orchestrator.synthetic.script`, the pixels in :mod:`orchestrator.synthetic.render`
+(primitives in :mod:`~orchestrator.synthetic.draw`, the phases' marks in :mod:`~orchestrator.synthetic.marks`); this
+module writes videos and corpora.
 """
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import multiprocessing
 import os
 import time
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from orchestrator.data.manifest import Manifest, Source, write_manifest
-from orchestrator.data import synthetic_render as R
-from orchestrator.data.synthetic_script import (  # noqa: F401  (re-exported: the public API lives here)
-    DEFAULT_VERB,
-    INSTRUMENTS,
-    JAW,
-    MOTIONS,
-    PROFILES,
-    TARGETS,
-    VERBS,
-    PhaseSegment,
-    SourceName,
-    SourceProfile,
-    VideoPlan,
-    VideoRecord,
-    Vocabularies,
-    plan_video,
-)
+from orchestrator.synthetic import render as R
+from orchestrator.synthetic.config import GENERATOR_VERSION, SyntheticConfig
+from orchestrator.synthetic.script import PROFILES, VideoPlan, VideoRecord, plan_video
 
-GENERATOR_VERSION = 2
 MARKER = ".complete"
-
-
-# ------------------------------------------------------------------------------------------- config and records
-class SyntheticConfig(BaseModel):
-    """What to generate. Everything here (and GENERATOR_VERSION) determines the output bytes."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    seed: int = 0
-    sources: tuple[SourceName, ...] = ("synth_laparoscopy", "synth_colonoscopy", "synth_cataract")
-    videos_per_source: int = Field(2, ge=1, le=10_000)
-    seconds: float = Field(30.0, gt=0, le=3600)
-    width: int = Field(320, ge=32, le=4096)
-    height: int = Field(256, ge=32, le=4096)
-    fps: int = Field(25, ge=1, le=120)
-    crf: int = Field(23, ge=0, le=51)
-    preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium"] = "veryfast"
-
-    @model_validator(mode="after")
-    def _check(self) -> "SyntheticConfig":
-        if self.width % 2 or self.height % 2:
-            raise ValueError(f"width and height must be even for yuv420p, got {self.width}x{self.height}")
-        if self.n_frames < 4:
-            raise ValueError(f"seconds * fps must give at least 4 frames, got {self.n_frames}")
-        if len(set(self.sources)) != len(self.sources) or not self.sources:
-            raise ValueError(f"sources must be non-empty and distinct, got {self.sources}")
-        return self
-
-    @property
-    def n_frames(self) -> int:
-        return int(round(self.seconds * self.fps))
-
-    def digest(self) -> str:
-        return hashlib.sha256(f"v{GENERATOR_VERSION}:{self.model_dump_json()}".encode()).hexdigest()[:16]
 
 
 class CorpusRecord(BaseModel):
@@ -304,7 +253,7 @@ def generate_corpus(out_dir: str | Path, config: SyntheticConfig | None = None, 
     return manifest_path
 
 
-def _run_jobs(jobs: list[tuple[str, SyntheticConfig, str, int]], workers: int) -> Iterator[tuple[list[str], str]]:
+def _run_jobs(jobs: Sequence[tuple[str, SyntheticConfig, str, int]], workers: int) -> Iterator[tuple[list[str], str]]:
     if workers <= 1 or len(jobs) <= 1:
         yield from map(_write_one, jobs)
         return

@@ -27,8 +27,8 @@ from typing import Literal
 
 import numpy as np
 
-from orchestrator.data import synthetic_draw as D
-from orchestrator.data import synthetic_render as R
+from orchestrator.synthetic import draw as D
+from orchestrator.synthetic import render as R
 
 MarkKind = Literal["patch", "spots", "clips", "line", "ring", "tint"]
 RGB = tuple[float, float, float]
@@ -116,7 +116,8 @@ def _place(rng: np.random.Generator, mark: Mark, shape: tuple[int, int], centre:
     colour = np.asarray(mark.colour, np.float32)
     if mark.kind == "tint":
         return Layer(None, None, colour)
-    rgb, cover = np.zeros((3, *shape), np.float32), np.zeros(shape, np.float32)
+    rgb: np.ndarray = np.zeros((3, *shape), np.float32)
+    cover = np.zeros(shape, np.float32)
     size = mark.size * w
     if mark.kind in ("patch", "spots"):
         spread = 0.0 if mark.kind == "patch" else 0.22 * w
@@ -147,7 +148,7 @@ def place_marks(rng: np.random.Generator, marks: tuple[tuple[Mark, ...], ...], p
         layers = []
         for mark in marks[phase]:
             if mark.at_blob and scene.has_blob:
-                centre = np.asarray(scene.blob_centre, np.float32)
+                centre: np.ndarray = np.asarray(scene.blob_centre, np.float32)
             else:
                 centre = np.array([wc / 2, hc / 2], np.float32) + rng.uniform(-0.08 * w, 0.08 * w, 2)
             layers.append(_place(rng, mark, shape, centre, w))

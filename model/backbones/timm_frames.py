@@ -1,42 +1,34 @@
-"""timm image models as frozen per-frame backbones (:class:`TimmFrameBackbone`) and local weights files
-(:func:`load_weights_file`). Nothing is downloaded: ``pretrained=False`` always, weights come from a local file.
-The interface and the spec strings: :mod:`model.backbones`."""
+"""timm image models as frozen per-frame backbones (:class:`TimmFrameBackbone`).
+
+Nothing is downloaded. Without weights the model is timm's random init (seeded). A local weights file is read by
+timm's reader (``timm.models.load_state_dict``: ``.safetensors`` or a ``torch.load(weights_only=True)`` file,
+``state_dict`` / ``model`` (and EMA) wrappers and ``module.`` prefixes unwrapped) and passed through the
+architecture's own checkpoint filter (key remapping, position-embedding resampling); every weight of the model must
+come from the file (the file's classifier head is dropped: ``num_classes=0``). The interface:
+:mod:`model.backbones.base`.
+
+Frames whose size differs from the model's input size are **resized** (bilinear, antialiased, aspect ratio not
+preserved) to it; the input size is ``img_size`` if given, else the model's ``patch_embed.img_size``, else timm's
+data config ``input_size``. Mean/std come from timm's data config (``resolve_model_data_config``). ViT-like models:
+``forward_features`` → drop the ``num_prefix_tokens`` cls/register tokens → patch tokens; CNNs (``[B, C, h, w]``
+features) → flattened feature map. Frames are concatenated over time → ``[B, T*Np, D]``, grid ``(T, Hp, Wp)``.
+"""
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
+import timm
 import torch
 import torch.nn.functional as F
 from einops import rearrange
+from timm.data import resolve_model_data_config
+from timm.models import load_state_dict
 from torch import nn
 
-from model.backbones import Backbone, _seeded, _strip_prefixes
-
-
-def load_weights_file(path: str | Path) -> dict[str, torch.Tensor]:
-    """A local state dict: ``.safetensors`` via safetensors, anything else via ``torch.load(weights_only=True)``;
-    common wrappers (``state_dict``/``model``/``module`` keys, ``module.``/``backbone.`` prefixes) are unwrapped."""
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise FileNotFoundError(f"{p}: weights file not found")
-    try:
-        if p.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state: Any = load_file(str(p), device="cpu")
-        else:
-            state = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001
-        raise ValueError(f"{p}: cannot read weights: {e}") from e
-    for key in ("state_dict", "model", "module", "teacher"):
-        if isinstance(state, Mapping) and key in state and isinstance(state[key], Mapping):
-            state = state[key]
-            break
-    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"{p}: not a state dict of tensors")
-    return _strip_prefixes(state)
+from model.backbones.base import Backbone, seeded
 
 
 class TimmFrameBackbone(Backbone):
@@ -53,21 +45,12 @@ class TimmFrameBackbone(Backbone):
     def __init__(self, model_name: str, weights_path: str | Path | None = None, img_size: int | None = None,
                  seed: int = 0, frame_chunk: int | None = None, **model_kwargs: Any) -> None:
         super().__init__()
-        import timm
-        from timm.data import resolve_model_data_config
-
         kwargs = dict(model_kwargs)
         if img_size is not None:
             kwargs["img_size"] = img_size
-        try:
-            with _seeded(seed):
-                model = timm.create_model(model_name, pretrained=False, num_classes=0, **kwargs)
-        except Exception as e:  # noqa: BLE001 - unknown name / bad kwargs
-            raise ValueError(f"timm model {model_name!r}: cannot create it: {e}") from e
         self.model_name = model_name
         self.weights_path = None if weights_path is None else str(Path(weights_path).expanduser())
-        if self.weights_path is not None:
-            self._load(model, self.weights_path)
+        model = self._create(model_name, self.weights_path, seed, kwargs)
         self.model = model
         self.frame_chunk = frame_chunk
         data_cfg = resolve_model_data_config(model)
@@ -82,29 +65,24 @@ class TimmFrameBackbone(Backbone):
         self.pixel_mean = tuple(float(v) for v in data_cfg["mean"])
         self.pixel_std = tuple(float(v) for v in data_cfg["std"])
         self.num_prefix_tokens = int(getattr(model, "num_prefix_tokens", 0))
-        self.embed_dim = int(model.num_features)
+        self.embed_dim = int(getattr(model, "num_features"))
         self._grid_hw = self._spatial_grid(model)
         self._finalize({"model": model_name, "input_size": self.input_size, "mean": self.pixel_mean,
                         "std": self.pixel_std, "kwargs": kwargs}, [model])
 
     @staticmethod
-    def _load(model: nn.Module, path: str) -> None:
-        state = load_weights_file(path)
-        filter_fn = getattr(sys.modules.get(type(model).__module__), "checkpoint_filter_fn", None)
-        if filter_fn is not None:  # timm's own key remapping / pos-embed resampling for this architecture
-            try:
-                state = filter_fn(state, model)
-            except Exception:  # noqa: BLE001 - a filter that does not apply: load the raw dict
-                pass
-        own = model.state_dict()
-        classifier = (getattr(model, "pretrained_cfg", {}) or {}).get("classifier") or "head"
-        classifiers = classifier if isinstance(classifier, (list, tuple)) else [classifier]
-        state = {k: v for k, v in state.items()
-                 if k in own or not any(k.startswith(c + ".") for c in classifiers)}  # num_classes=0: no head
+    def _create(name: str, weights: str | None, seed: int, kwargs: dict[str, Any]) -> nn.Module:
+        """``timm.create_model`` (seeded, no head), then ``weights`` (if given) through timm's ``load_checkpoint``."""
+        if not timm.is_model(name):
+            raise ValueError(f"timm model {name!r}: unknown (see timm.list_models())")
         try:
-            model.load_state_dict(state, strict=True)
-        except RuntimeError as e:
-            raise ValueError(f"{path}: weights do not fit timm model {type(model).__name__}: {e}") from e
+            with seeded(seed):
+                model = timm.create_model(name, pretrained=False, num_classes=0, **kwargs)
+        except Exception as e:  # noqa: BLE001 - bad kwargs for this architecture
+            raise ValueError(f"timm model {name!r}: cannot create it: {e}") from e
+        if weights is not None:
+            _load_weights(model, name, weights)
+        return model
 
     def _spatial_grid(self, model: nn.Module) -> tuple[int, int]:
         pe = getattr(model, "patch_embed", None)
@@ -112,7 +90,7 @@ class TimmFrameBackbone(Backbone):
         if grid is not None and not getattr(pe, "dynamic_img_size", False):
             return int(grid[0]), int(grid[1])
         with torch.no_grad():  # CNNs and dynamic-size models: one dummy frame tells the feature-map size
-            feats = model.forward_features(torch.zeros(1, 3, *self.input_size))
+            feats = _forward_features(model, torch.zeros(1, 3, *self.input_size))
         if feats.ndim == 4:
             return int(feats.shape[-2]), int(feats.shape[-1])
         if pe is not None and hasattr(pe, "dynamic_feat_size"):
@@ -127,7 +105,7 @@ class TimmFrameBackbone(Backbone):
         return int(clip_shape[-3]), self._grid_hw[0], self._grid_hw[1]
 
     def _frames_to_tokens(self, frames: torch.Tensor) -> torch.Tensor:
-        feats = self.model.forward_features(frames)
+        feats = _forward_features(self.model, frames)
         if feats.ndim == 4:  # CNN feature map [n, C, h, w]
             return rearrange(feats, "n c h w -> n (h w) c")
         return feats[:, self.num_prefix_tokens:]
@@ -145,3 +123,33 @@ class TimmFrameBackbone(Backbone):
         chunk = self.frame_chunk or frames.shape[0]
         tokens = torch.cat([self._frames_to_tokens(frames[i:i + chunk]) for i in range(0, frames.shape[0], chunk)])
         return rearrange(tokens, "(b t) n d -> b (t n) d", b=b, t=t)
+
+
+def _load_weights(model: nn.Module, name: str, path: str) -> None:
+    """Load a local weights file with timm's reader (``load_state_dict``: safetensors or ``weights_only`` torch files,
+    ``state_dict`` / ``model`` / EMA wrappers, ``module.`` prefixes) and the architecture's ``checkpoint_filter_fn``,
+    then insist that every weight of the model came from the file; only the classifier head may be left over
+    (the backbone is built with ``num_classes=0``)."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path}: weights file not found")
+    try:
+        state = load_state_dict(path)
+    except Exception as e:  # noqa: BLE001 - unreadable file, pickled code refused by weights_only
+        raise ValueError(f"{path}: cannot read weights for timm model {name!r}: {e}") from e
+    filter_fn = getattr(sys.modules.get(type(model).__module__), "checkpoint_filter_fn", None)
+    try:
+        result = model.load_state_dict(filter_fn(state, model) if filter_fn else state, strict=False)
+    except (RuntimeError, KeyError, ValueError) as e:  # shape mismatch, or a filter that does not apply
+        raise ValueError(f"{path}: weights do not fit timm model {name!r}: {e}") from e
+    head = (getattr(model, "pretrained_cfg", {}) or {}).get("classifier") or "head"
+    heads = tuple(f"{h}." for h in (head if isinstance(head, (list, tuple)) else [head]))
+    unexpected = [k for k in result.unexpected_keys if not k.startswith(heads)]
+    if result.missing_keys or unexpected:
+        raise ValueError(f"{path}: weights do not fit timm model {name!r}: missing {result.missing_keys[:8]}, "
+                         f"unexpected {unexpected[:8]}")
+
+
+def _forward_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """timm's ``forward_features`` (every timm model has it; nn.Module does not declare it)."""
+    out: torch.Tensor = getattr(model, "forward_features")(x)
+    return out

@@ -2,8 +2,8 @@
 
 **Key.** ``sha256`` over everything that determines the stored arrays: ``backbone.identity()`` (weights, kind,
 architecture, normalisation), the benchmark name and task, the split, every sample (id, video id, source, time,
-target path, label), the preprocessing (:class:`FeatureConfig`: frames, sample fps, short side, crop, view) and
-``FORMAT_VERSION``. Anything else changes nothing, so a hit is always safe to serve.
+target path, label), the preprocessing (:class:`orchestrator.data.views.Preprocessing`: frames, sample fps, short
+side, crop, view) and ``FORMAT_VERSION``. Anything else changes nothing, so a hit is always safe to serve.
 
 **Layout** of ``<cache>/<key>/``::
 
@@ -16,14 +16,8 @@ An entry is written into ``<cache>/.tmp-<key>-<pid>`` and renamed to ``<cache>/<
 crashed or concurrent extraction never serves a partial entry; a directory without ``index.json`` is ignored
 (and replaced on the next extraction).
 
-**Views.** Video samples (phase / triplet): the ``frames`` frames at ``sample_fps`` *ending* at ``time_s``
-(frames before the video start repeat the first frame); a frame-folder source (``meta["frames_fps"]``) is read as
-frames at that rate. Short videos (action / skill): ``frames`` frames evenly spaced over the video, or over the
-segment ``meta["start_s"/"end_s"]`` / ``meta["start_frame"/"end_frame"]`` when given (AVOS).
-Images (segmentation / depth): the image **repeated** ``frames`` times (the video backbones need a clip; every
-tubelet then sees the same picture); the mask / depth map is resized (nearest) and cropped with the same
-geometry as the image and stored alongside (``targets_*.npy``; masks as 0/1, depth in mm with 0 = invalid).
-Eval view: short side resized to ``short_side``, centre crop ``crop``.
+**Views** (which frames a sample reads, how targets are resized): :mod:`orchestrator.data.views`. Eval view:
+short side resized to ``short_side``, centre crop ``crop``; dense targets are stored alongside (``targets_*.npy``).
 """
 from __future__ import annotations
 
@@ -37,10 +31,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import ray
+import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from model.backbones.factory import build_backbone
+from model.tasks import DENSE_TASKS
 from orchestrator.benchmarks.spec import BenchmarkSpec, Sample
-from orchestrator.clip_views import DENSE, ClipReader  # noqa: F401  (ClipReader re-exported)
+from orchestrator.data.views import ClipReader, Preprocessing
 
 FORMAT_VERSION = 1
 INDEX_FILE = "index.json"
@@ -63,9 +61,10 @@ class FeatureConfig(BaseModel):
     cpus_per_actor: float = Field(1.0, gt=0)
     progress_every_s: float = Field(10.0, gt=0)
 
-    def preprocessing(self, spec: BenchmarkSpec) -> dict[str, Any]:
-        return {"frames": self.frames, "sample_fps": self.sample_fps or spec.sample_fps,
-                "short_side": self.short_side, "crop": self.crop, "view": self.view}
+    def preprocessing(self, spec: BenchmarkSpec) -> Preprocessing:
+        """The preprocessing of ``spec``'s samples (``sample_fps`` null: the benchmark's)."""
+        return Preprocessing(frames=self.frames, sample_fps=self.sample_fps or spec.sample_fps,
+                             short_side=self.short_side, crop=self.crop, view=self.view)
 
 
 class CacheIndex(BaseModel):
@@ -80,7 +79,7 @@ class CacheIndex(BaseModel):
     benchmark: str
     task: str
     split: str
-    preprocessing: dict[str, Any]
+    preprocessing: Preprocessing
     num_samples: int
     token_shape: list[int]          # [N, D]
     token_grid: list[int]           # [Tt, Hp, Wp]
@@ -111,7 +110,7 @@ def cache_key(backbone_identity: str, spec: BenchmarkSpec, split: str, samples: 
     """sha256 of everything that determines the features of ``samples`` (see the module docstring)."""
     h = hashlib.sha256()
     head = {"v": FORMAT_VERSION, "backbone": backbone_identity, "benchmark": spec.name, "task": spec.task,
-            "split": split, "pre": cfg.preprocessing(spec)}
+            "split": split, "pre": cfg.preprocessing(spec).model_dump()}
     h.update(json.dumps(head, sort_keys=True).encode())
     for s in samples:
         view = [s.meta.get(k) for k in ("depth_scale_mm", "mask_threshold", "frames_fps", *SPAN_KEYS)]
@@ -123,11 +122,7 @@ def cache_key(backbone_identity: str, spec: BenchmarkSpec, split: str, samples: 
 class ClipEncoder:
     """``map_batches`` callable class: builds the backbone once per actor; descriptor rows → fp16 tokens."""
 
-    def __init__(self, backbone: str, task: str, pre: dict[str, Any], threads: int = 1) -> None:
-        import torch
-
-        from model.backbones import build_backbone
-
+    def __init__(self, backbone: str, task: str, pre: Preprocessing, threads: int = 1) -> None:
         torch.set_num_threads(max(1, threads))
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         self.backbone = build_backbone(backbone).to(self.device)
@@ -135,15 +130,13 @@ class ClipEncoder:
         self.task = task
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        import torch
-
         spans = np.stack([batch[k] for k in SPAN_KEYS], axis=1).astype(np.float64)
         clips = np.stack([self.reader.clip(str(s), float(t), float(f), tuple(sp)) for s, t, f, sp in
                           zip(batch["source"], batch["time_s"], batch["frames_fps"], spans)])
         x = torch.from_numpy(clips).permute(0, 4, 1, 2, 3).to(self.device)  # [B, C, T, H, W] uint8
         out = {"row": np.asarray(batch["row"], dtype=np.int64),
                "tokens": self.backbone(x).to(torch.float16).cpu().numpy()}
-        if self.task in DENSE:
+        if self.task in DENSE_TASKS:
             out["target"] = np.stack([self.reader.target(str(p), float(sc), float(th)) for p, sc, th in
                                       zip(batch["target"], batch["scale"], batch["threshold"])])
         return out
@@ -215,7 +208,7 @@ class _Progress:
         print(f"[features] {self.what}: {self.done}/{self.total} clips, {dt:.0f} s "
               f"({self.done / max(dt, 1e-9):.1f} clips/s)", flush=True)
 
-    def __enter__(self) -> "_Progress":
+    def __enter__(self) -> _Progress:
         self._thread.start()
         return self
 
@@ -240,8 +233,6 @@ def _run_extraction(backbone: str, spec: BenchmarkSpec, sinks: list[_Sink], cfg:
                     progress: _Progress) -> None:
     """ONE Ray Data actor-pool pass over every sink's samples (one actor start-up for all missing splits); the
     driver writes each arriving batch, per sink, as one shard (``rows_*`` = row numbers within the split)."""
-    import ray
-
     gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
     rows = descriptors([s for sink in sinks for s in sink.samples])
     ds = ray.data.from_items(rows).map_batches(
@@ -264,7 +255,7 @@ def _run_extraction(backbone: str, spec: BenchmarkSpec, sinks: list[_Sink], cfg:
         progress.done += len(batch["row"])
 
 
-def _commit(sink: _Sink, info: "BackboneInfo", spec: BenchmarkSpec, cfg: FeatureConfig, cache_dir: str | Path,
+def _commit(sink: _Sink, info: BackboneInfo, spec: BenchmarkSpec, cfg: FeatureConfig, cache_dir: str | Path,
             seconds: float) -> Path:
     """Write ``index.json`` last, then rename the temp dir to ``<cache>/<key>`` (atomic on one filesystem)."""
     samples = sink.samples
@@ -284,7 +275,7 @@ def _commit(sink: _Sink, info: "BackboneInfo", spec: BenchmarkSpec, cfg: Feature
     return final
 
 
-def extract_features(info: "BackboneInfo", spec: BenchmarkSpec, jobs: dict[str, list[Sample]],
+def extract_features(info: BackboneInfo, spec: BenchmarkSpec, jobs: dict[str, list[Sample]],
                      cfg: FeatureConfig, cache_dir: str | Path) -> dict[str, Path]:
     """Extract the splits in ``jobs`` (split → samples) in one pass, each into a temp dir that becomes its cache
     entry only when complete. Returns split → entry dir."""
@@ -324,8 +315,6 @@ class BackboneInfo(BaseModel):
 
 def backbone_info(backbone: str, cfg: FeatureConfig) -> BackboneInfo:
     """Build the backbone once on the driver for its identity (the cache key) and token grid."""
-    from model.backbones import build_backbone
-
     bb = build_backbone(backbone)
     grid = bb.token_grid((1, 3, cfg.frames, cfg.crop, cfg.crop))
     return BackboneInfo(spec=backbone, identity=bb.identity(), grid=list(grid), embed_dim=bb.embed_dim)

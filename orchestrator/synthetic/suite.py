@@ -1,11 +1,11 @@
 """The synthetic benchmark suite: one learnable benchmark per task type (``SYNTHETIC_BENCHMARKS``: synthetic-phase,
 -action, -triplet, -skill, -segmentation, -depth), derived from the ground truth of the synthetic surgical-like
-corpus (:mod:`orchestrator.data.synthetic`). No download; about 25 s of CPU for the default suite.
+corpus (:mod:`orchestrator.synthetic.corpus`). No download; about 25 s of CPU for the default suite.
 
 ``build_synthetic_suite(root)`` writes it (layout and split rule: :mod:`orchestrator.benchmarks.adapters.synthetic`);
-``load_samples("synthetic-phase", root, "train")`` reads it: the registry falls back to :func:`find_synthetic` for
-names outside the 19-entry ``BENCHMARKS``. Samples, label definitions, file formats and splits: docs/datasets.md,
-"The synthetic benchmark suite", and each spec's ``notes``.
+``load_samples(find_synthetic("synthetic-phase"), root, "train")`` reads it (the 19-entry registry does not
+know these names; :func:`orchestrator.probe.config.resolve_benchmark` resolves every kind of name). Samples, label
+definitions, file formats and splits: docs/datasets.md, "The synthetic benchmark suite", and each spec's ``notes``.
 """
 from __future__ import annotations
 
@@ -16,102 +16,35 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import av
+import decord
 import numpy as np
-from numpy.typing import NDArray
+from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from orchestrator.benchmarks.adapters.synthetic import (
-    DEPTH_SCALE_MM, INDEX_FILE, MAIN_TASKS, SUITE_MARKER, SuiteIndex, SuiteMarker, choose_splits, deal_splits,
-    label_coverage, read_marker,
+    DEPTH_SCALE_MM,
+    INDEX_FILE,
+    MAIN_TASKS,
+    SUITE_MARKER,
+    SuiteIndex,
+    SuiteMarker,
+    choose_splits,
+    deal_splits,
+    label_coverage,
+    read_marker,
 )
-from orchestrator.benchmarks.registry import (
-    ACTION_METRICS, DEPTH_METRICS, PHASE_METRICS, SEGMENTATION_METRICS, SKILL_METRICS, TRIPLET_METRICS,
-)
-from orchestrator.benchmarks.spec import BenchmarkError, BenchmarkSpec, Sample, SplitSpec
+from orchestrator.benchmarks.spec import BenchmarkError, Sample
 from orchestrator.benchmarks.splits import SPLITS, seeded_order
 from orchestrator.data.manifest import load_manifest
-from orchestrator.data.synthetic import (
-    DEFAULT_VERB, GENERATOR_VERSION, INSTRUMENTS, MOTIONS, PROFILES, TARGETS, VERBS, SourceName, SyntheticConfig,
-    VideoRecord, corpus_is_complete, directory_lock, generate_corpus, load_ground_truth,
-)
+from orchestrator.synthetic.config import GENERATOR_VERSION, SourceName, SyntheticConfig
+from orchestrator.synthetic.corpus import corpus_is_complete, directory_lock, generate_corpus, load_ground_truth
+from orchestrator.synthetic.script import INSTRUMENTS, MOTIONS, TARGETS, VERBS, VideoRecord
+from orchestrator.synthetic.specs import PHASE_CLASSES, PHASE_OFFSET, TRIPLET_ID, TRIPLETS
 
 SUITE_VERSION = 1
 """Bump when the derived files or the index change for the same config (the generator has GENERATOR_VERSION)."""
-ADAPTER = "synthetic_suite"
 DERIVED_DIRS = ("clips", "frames", "masks", "depth")
-
-# ------------------------------------------------------------------------------------------------ vocabularies
-PHASE_CLASSES: list[str] = [f"{src}/{ph}" for src, prof in PROFILES.items() for ph in prof.phases]
-PHASE_OFFSET: dict[str, int] = {src: PHASE_CLASSES.index(f"{src}/{p.phases[0]}") for src, p in PROFILES.items()}
-
-
-def _possible_triplets() -> list[tuple[int, int, int]]:
-    """Every (instrument, verb, target) the generator's phase casting can produce: per profile, each phase's
-    primary (tool, verb, target), and each helper instrument with verb ``idle`` or its default verb on any of
-    the profile's targets. Sorted by (instrument, verb, target) id."""
-    out: set[tuple[int, int, int]] = set()
-    for prof in PROFILES.values():
-        for tool, verb, target in zip(prof.tools, prof.verbs, prof.targets):
-            if tool:
-                out.add((INSTRUMENTS.index(tool), VERBS.index(verb), TARGETS.index(target)))
-        for helper in prof.helpers:
-            for verb in ("idle", DEFAULT_VERB[helper]):
-                out.update((INSTRUMENTS.index(helper), VERBS.index(verb), TARGETS.index(t)) for t in prof.targets)
-    return sorted(out)
-
-
-TRIPLETS: tuple[tuple[int, int, int], ...] = tuple(_possible_triplets())
-TRIPLET_NAMES: list[str] = [f"{INSTRUMENTS[i]},{VERBS[v]},{TARGETS[t]}" for i, v, t in TRIPLETS]
-_TRIPLET_ID: dict[tuple[int, int, int], int] = {ivt: k for k, ivt in enumerate(TRIPLETS)}
-
-
-def suite_triplet_map() -> NDArray[np.int64]:
-    """[n_triplets, 3] int64: row k = (instrument, verb, target) ids (into INSTRUMENTS / VERBS / TARGETS) of
-    triplet class k, like CholecT50's component map; pass it as ``maps`` to ``triplet_metrics``."""
-    return np.array(TRIPLETS, dtype=np.int64).reshape(-1, 3)
-
-
-# ------------------------------------------------------------------------------------------------------ specs
-_SPLITS = SplitSpec(kind="official", note=(
-    "video-level, per source: 20% test, 20% val (>= 1 video each), the rest train (60/20/20 at 5 videos per "
-    "source); of split_candidates seeded assignments (suite seed) the one covering most labels in every split; "
-    "stored in <root>/index.json"))
-_CLIP = ("source is the whole clip: decode clip_frames frames spread over it (meta duration_s; the default 2 s "
-         "at 25 fps = 16 frames at sample_fps 8 from t=0). ")
-
-
-def _spec(name: str, task: str, primary: str, metrics: list[str], notes: str, **kw: object) -> BenchmarkSpec:
-    return BenchmarkSpec(name=name, task=task, adapter=ADAPTER, primary_metric=primary,  # type: ignore[arg-type]
-                         metrics=metrics, splits=_SPLITS, notes="Synthetic (build_synthetic_suite). " + notes, **kw)
-
-
-SYNTHETIC_BENCHMARKS: dict[str, BenchmarkSpec] = {s.name: s for s in [
-    _spec("synthetic-phase", "phase", "f1", PHASE_METRICS, classes=PHASE_CLASSES, annotation_fps=1.0, notes=(
-        "One sample per 1-fps instant of each main video; label = latent phase at frame round(t*fps); classes "
-        "'<source>/<phase>' (7 per source).")),
-    _spec("synthetic-action", "action", "f1", ACTION_METRICS, classes=list(MOTIONS), clip_frames=16,
-          sample_fps=8.0, notes="MP4 clips (clip_seconds, default 2 s) cut inside one phase that has instruments "
-          "(clip_margin_s from its ends); label = the phase's motion type. " + _CLIP + "meta: parent video, "
-          "start_s/end_s, start_frame/end_frame."),
-    _spec("synthetic-triplet", "triplet", "ap_ivt", TRIPLET_METRICS, classes=TRIPLET_NAMES, annotation_fps=1.0,
-          notes="One sample per 1-fps instant; label = sorted ids of the active <instrument,verb,target> "
-                "triplets (empty when no instrument is in view); component map: suite_triplet_map()."),
-    _spec("synthetic-skill", "skill", "spearman", SKILL_METRICS, clip_frames=16, sample_fps=8.0, notes=(
-        "One whole short video (skill_seconds, default 2 s) per sample (<root>/skill_videos); label = its "
-        "smoothness (-mean tip jerk, higher is smoother). " + _CLIP)),
-    _spec("synthetic-segmentation", "segmentation", "dice", SEGMENTATION_METRICS, classes=["blob"], notes=(
-        "1-fps frames with the polyp-like blob covering >= min_blob_fraction of the image, plus a few seeded "
-        "frames without it (empty mask); masks uint8 0/255, binarise at > 128.")),
-    _spec("synthetic-depth", "depth", "rmse", DEPTH_METRICS, notes=(
-        "Every 1-fps frame; depth = uint16 PNG, mm = raw / 32 (meta depth_scale_mm); 0 = invalid (instrument "
-        "pixels: the generator's depth is the tissue behind them). RMSE in mm, lower is better.")),
-]}
-
-
-def find_synthetic(name: str) -> BenchmarkSpec | None:
-    """The synthetic spec ``name`` (exact, else case-insensitive), or None."""
-    return SYNTHETIC_BENCHMARKS.get(name) or {k.lower(): v for k, v in SYNTHETIC_BENCHMARKS.items()}.get(name.lower())
-
 
 # ----------------------------------------------------------------------------------------------------- config
 class SuiteConfig(BaseModel):
@@ -135,7 +68,7 @@ class SuiteConfig(BaseModel):
     split_candidates: int = Field(64, ge=1, le=10_000)
 
     @model_validator(mode="after")
-    def _check(self) -> "SuiteConfig":
+    def _check(self) -> SuiteConfig:
         if self.clip_seconds != int(self.clip_seconds):
             raise ValueError(f"clip_seconds must be a whole number (clips are cut at the 1-s keyframes), "
                              f"got {self.clip_seconds}")
@@ -159,8 +92,6 @@ class SuiteConfig(BaseModel):
 
 # --------------------------------------------------------------------------------------------- per-video files
 def _save_png(path: Path, arr: np.ndarray) -> None:
-    from PIL import Image  # local import: only the build writes images
-
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.ascontiguousarray(arr)).save(path, compress_level=3)
 
@@ -171,14 +102,14 @@ def _timeline(rec: VideoRecord, gt: dict[str, np.ndarray], vid: str, src: str) -
     for f in gt["gt_frames"].tolist():
         t, present = f / rec.fps, np.flatnonzero(gt["instruments"][f]).tolist()
         ivt = [(i, int(gt["verb"][f, i]), int(gt["target"][f, i])) for i in present]
-        unknown = [x for x in ivt if x not in _TRIPLET_ID]
+        unknown = [x for x in ivt if x not in TRIPLET_ID]
         if unknown:
             raise BenchmarkError(f"{src}: frame {f}: triplet(s) {unknown} outside the suite vocabulary")
         meta = {"frame": f, "fps": rec.fps, "source_name": rec.source}
         phase.append(Sample(sample_id=f"{vid}@{t:.3f}", video_id=vid, source=src, time_s=t,
                             label=PHASE_OFFSET[rec.source] + int(gt["phase"][f]), meta=meta))
         triplet.append(Sample(sample_id=f"{vid}@{t:.3f}", video_id=vid, source=src, time_s=t,
-                              label=sorted({_TRIPLET_ID[x] for x in ivt}),
+                              label=sorted({TRIPLET_ID[x] for x in ivt}),
                               meta={**meta, "instruments": present, "verbs": sorted({x[1] for x in ivt}),
                                     "targets": sorted({x[2] for x in ivt})}))
     return phase, triplet
@@ -186,11 +117,9 @@ def _timeline(rec: VideoRecord, gt: dict[str, np.ndarray], vid: str, src: str) -
 
 def keyframes(mp4: Path) -> list[int]:
     """Frame indices of the keyframes (IDR, closed GOPs: x264 defaults) of an H.264 MP4, read without decoding."""
-    import av  # local import: only the build cuts clips
-
     with av.open(str(mp4)) as container:
         stream = container.streams.video[0]
-        rate = stream.time_base * stream.average_rate
+        rate = stream.time_base * stream.average_rate  # type: ignore[operator]  # both set for an MP4 video
         return sorted(round(p.pts * rate) for p in container.demux(stream) if p.pts is not None and p.is_keyframe)
 
 
@@ -202,7 +131,7 @@ def clip_windows(rec: VideoRecord, cfg: SuiteConfig, keys: list[int]) -> list[tu
     n, margin, out = round(cfg.clip_seconds * rec.fps), round(cfg.clip_margin_s * rec.fps), []
     bounds = set(keys) | {rec.n_frames}
     for seg in rec.segments:
-        lo, hi, starts = seg.start + margin, seg.end - margin, []
+        lo, hi, starts = seg.start + margin, seg.end - margin, list[int]()
         for k in sorted(keys):
             if seg.instruments and lo <= k and k + n <= hi and k + n in bounds and (not starts or k >= starts[-1] + n):
                 starts.append(k)
@@ -215,13 +144,11 @@ def clip_windows(rec: VideoRecord, cfg: SuiteConfig, keys: list[int]) -> list[tu
 def _cut(src: Path, dst: Path, start: int, n: int) -> None:
     """Copy the packets of frames [start, start + n) (a whole number of closed GOPs) into ``dst``: no re-encoding,
     so the clip's pixels are exactly the parent video's; the bytes are deterministic."""
-    import av
-
     dst.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(src)) as inp, av.open(str(dst), "w", format="mp4") as out:
         ist = inp.streams.video[0]
         ost = out.add_stream_from_template(ist)
-        per_frame = 1 / (ist.time_base * ist.average_rate)
+        per_frame = 1 / (ist.time_base * ist.average_rate)  # type: ignore[operator]  # both set for an MP4
         lo, hi, started, copied = round(start * per_frame), round((start + n) * per_frame), False, 0
         for packet in inp.demux(ist):
             if packet.pts is None:
@@ -230,6 +157,7 @@ def _cut(src: Path, dst: Path, start: int, n: int) -> None:
                 break
             started = started or (packet.is_keyframe and packet.pts == lo)
             if started and lo <= packet.pts < hi:
+                assert packet.dts is not None  # MP4 packets carry both stamps
                 packet.pts, packet.dts, packet.stream = packet.pts - lo, packet.dts - lo, ost
                 out.mux(packet)
                 copied += 1
@@ -283,8 +211,6 @@ def _dense(root: Path, cfg: SuiteConfig, rec: VideoRecord, gt: dict[str, np.ndar
 
 def _derive_video(root: Path, cfg: SuiteConfig, src: str) -> tuple[str, str, dict[str, list[Sample]], list[str]]:
     """All derived files and samples of one main video: (video id, source, samples per task, files written)."""
-    import decord  # local import: decoding is only needed while building
-
     rec, gt = load_ground_truth(root / src)
     vid = Path(src).stem
     vr = decord.VideoReader(str(root / src), ctx=decord.cpu(0), num_threads=1)
@@ -300,7 +226,7 @@ def _derive_video(root: Path, cfg: SuiteConfig, src: str) -> tuple[str, str, dic
 
 def _skill_samples(root: Path, manifest: Path) -> tuple[list[Sample], dict[str, list[str]]]:
     """One sample per skill video (label = smoothness) and the video ids per source."""
-    m, samples, by_source = load_manifest(manifest), [], {}
+    m, samples, by_source = load_manifest(manifest), list[Sample](), dict[str, list[str]]()
     for source in m.sources:
         for mp4 in m.resolve_videos(source):
             rec = VideoRecord.model_validate_json(mp4.with_suffix(".json").read_text())

@@ -1,4 +1,4 @@
-"""Pixel side of the synthetic surgical-like video generator (see ``orchestrator.data.synthetic`` for the API).
+"""Pixel side of the synthetic surgical-like video generator (see ``orchestrator.synthetic.corpus`` for the API).
 
 A video is rendered from a *scene* (built once per video) and a per-frame *state*:
 
@@ -24,7 +24,7 @@ import av
 import numpy as np
 from scipy import ndimage
 
-from orchestrator.data import synthetic_draw as D
+from orchestrator.synthetic import draw as D
 
 Pattern = Literal["tissue", "lumen", "eye"]
 TipKind = Literal["jaw", "hook", "ring", "blunt"]
@@ -160,7 +160,7 @@ def tissue_albedo(rng: np.random.Generator, look: Look, hc: int, wc: int, w: int
     base = 0.5 + 0.22 * fractal_noise(rng, (hc, wc), cell, octaves=4)
     vessels = np.exp(-(smooth_noise(rng, (hc, wc), cell * 0.7) / 0.12) ** 2)
     x, y = _grid(hc, wc, w / 2)
-    relief = np.zeros((hc, wc), np.float32)
+    relief: np.ndarray = np.zeros((hc, wc), np.float32)
     if look.pattern == "tissue":
         patch = np.clip((smooth_noise(rng, (hc, wc), cell * 1.5) - 0.6) * 2.0, 0, 1)
         col = _lerp(look.dark, look.light, np.clip(base, 0, 1))

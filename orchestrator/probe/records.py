@@ -9,7 +9,9 @@ from typing import Any
 import numpy as np
 
 from orchestrator.benchmarks.spec import BenchmarkSpec
-from orchestrator.sweep_config import SweepResult
+from orchestrator.probe.config import SweepResult
+from orchestrator.report.plots import log_sweep_plots
+from orchestrator.tracking import MetricLogger, client, end_run, log_artifact, log_params, start_or_resume_run
 
 log = logging.getLogger("surgmotion.sweep")
 
@@ -24,8 +26,6 @@ def curves(result: Any) -> list[tuple[int, dict[str, float]]]:
 
 def log_trials(uri: str, parent: str, parent_name: str, experiment: str, grid: Any) -> None:
     """One child run per trial (idempotent: a re-opened child that already has metrics is left as is)."""
-    from orchestrator.tracking import MetricLogger, client, end_run, log_params, start_or_resume_run
-
     for r in grid:
         lr, wd = float(r.config["lr"]), float(r.config["wd"])
         name = f"{parent_name}|lr={lr:g}|wd={wd:g}"
@@ -42,8 +42,7 @@ def log_trials(uri: str, parent: str, parent_name: str, experiment: str, grid: A
 
 
 def log_parent(uri: str, parent: str, result: SweepResult, params: dict[str, Any], npz: Path) -> None:
-    from orchestrator.tracking import MetricLogger, end_run, log_artifact, log_params
-
+    """The parent's params (with the best setting), val and test metrics (step 0) and predictions file."""
     log_params(uri, parent, {**params, "best_lr": result.best_lr, "best_wd": result.best_wd})
     logger = MetricLogger(uri, parent, flush_every=1000)
     logger.log({**{f"val_{k}": v for k, v in result.val_metrics.items() if np.isfinite(v)},
@@ -55,8 +54,6 @@ def log_parent(uri: str, parent: str, result: SweepResult, params: dict[str, Any
 
 def log_plots(uri: str, parent: str, npz: Path, spec: BenchmarkSpec) -> None:
     """Plots of the selected head's test predictions on the parent run (a plotting failure never fails a sweep)."""
-    from orchestrator.report import log_sweep_plots
-
     try:
         log_sweep_plots(uri, parent, npz, spec.task, spec.classes or None)
     except Exception as err:  # noqa: BLE001 — plots are a convenience; the metrics are already logged

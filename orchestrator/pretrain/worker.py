@@ -14,24 +14,49 @@ import logging
 import math
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
+import ray.train
+import ray.train.torch
 import torch
 import torch.distributed as dist
+from pydantic import BaseModel, ConfigDict
 
-from model.jepa import SurgMotion, surgmotion_param_groups
+from model.jepa import LOSS_KEYS, SurgMotion, surgmotion_param_groups
 from model.vit import uint8_clip_to_float
-from orchestrator.checkpointing import load_model_weights, load_train_state, save_checkpoint, set_rng_state
-from orchestrator.config import PretrainConfig
 from orchestrator.data.pipeline import ClipCollate, write_position
+from orchestrator.pretrain.checkpoint import load_model_weights, load_train_state, save_checkpoint, set_rng_state
+from orchestrator.pretrain.config import PretrainConfig
 from orchestrator.tracking import MetricLogger
 
 # Ray Train V2 patches print() in workers (and tees it when MLflow wraps stdout): log instead, printed once.
 log = logging.getLogger("surgmotion.pretrain")
 
-LOSS_KEYS = ("loss", "loss_motion", "loss_st", "loss_var", "loss_cov")
+
+class RunContext(BaseModel):
+    """What the driver resolved for this run and every worker needs (besides the config itself)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tracking_uri: str
+    run_id: str
+    total_steps: int
+    epoch_size: int
+    position_file: str
+    skipped_index: int = 0           # videos the clip index skipped (added to the decode skips in the metrics)
+    init_model: str | None = None    # stage-1 model.pt to start from (fresh runs only)
+
+
+class WorkerConfig(BaseModel):
+    """The ``train_loop_config`` of the TorchTrainer: the validated config and the run context."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cfg: PretrainConfig
+    ctx: RunContext
 
 
 def lr_at(step: int, total: int, base: float, final: float, warmup: int) -> float:
@@ -59,10 +84,7 @@ def fill_invalid(clips: torch.Tensor, ok: torch.Tensor) -> tuple[torch.Tensor, i
 class Worker:
     """State of one training worker; ``run()`` is the whole loop."""
 
-    def __init__(self, cfg: PretrainConfig, ctx: dict[str, Any]) -> None:
-        import ray.train
-        import ray.train.torch
-
+    def __init__(self, cfg: PretrainConfig, ctx: RunContext) -> None:
         self.cfg, self.ctx = cfg, ctx
         tc = ray.train.get_context()
         self.rank, self.world = tc.get_world_rank(), tc.get_world_size()
@@ -78,13 +100,13 @@ class Worker:
         self.step, self.samples, self.skipped_decode = 0, 0, 0
         self._restore(ray.train.get_checkpoint())
         if self.rank == 0:  # the datasource streams from here: always the restored checkpoint's position
-            write_position(ctx["position_file"], self.samples)
+            write_position(ctx.position_file, self.samples)
         if self.world > 1:
             dist.barrier()  # no rank starts the data execution before the position is on disk
-        self.net = ray.train.torch.prepare_model(self.model) if self.world > 1 else self.model
+        self.net: Any = ray.train.torch.prepare_model(self.model) if self.world > 1 else self.model  # DDP / compiled
         if cfg.train.compile:
             self.net = torch.compile(self.net)
-        self.logger = MetricLogger(ctx["tracking_uri"], ctx["run_id"]) if self.rank == 0 else None
+        self.logger = MetricLogger(ctx.tracking_uri, ctx.run_id) if self.rank == 0 else None
 
     def _restore(self, checkpoint: Any) -> None:
         if checkpoint is not None:
@@ -97,20 +119,19 @@ class Worker:
             set_rng_state(state["rng"])
             if self.rank == 0:
                 log.info(f"[pretrain] resumed from step {self.step} ({self.samples} samples seen)")
-        elif self.ctx.get("init_model"):
-            load_model_weights(self.model, Path(self.ctx["init_model"]))
+        elif self.ctx.init_model:
+            load_model_weights(self.model, Path(self.ctx.init_model))
             if self.rank == 0:
-                log.info(f"[pretrain] initialised weights from {self.ctx['init_model']}")
+                log.info(f"[pretrain] initialised weights from {self.ctx.init_model}")
 
     def batches(self) -> Iterator[dict[str, torch.Tensor]]:
-        import ray.train
-
         shard = ray.train.get_dataset_shard("train")
         # The stream starts at the restored checkpoint's position (written by rank 0 in __init__), so every row is new.
         yield from shard.iter_torch_batches(batch_size=self.cfg.train.batch_per_worker, collate_fn=ClipCollate(),
                                             prefetch_batches=self.cfg.data.prefetch_batches, drop_last=True)
 
     def micro_step(self, batch: dict[str, torch.Tensor], micro: int, sync: bool) -> dict[str, float]:
+        """Forward + backward of one micro-batch (gradients accumulate; DDP syncs only when ``sync``)."""
         clips, bad = fill_invalid(batch["clip"], batch["ok"])
         self.skipped_decode += bad
         clip = uint8_clip_to_float(clips.to(self.device, non_blocking=True))
@@ -124,7 +145,7 @@ class Worker:
         return {k: float(out[k].detach()) for k in LOSS_KEYS}
 
     def optimizer_step(self) -> tuple[float, float]:
-        o, total = self.cfg.optim, self.ctx["total_steps"]
+        o, total = self.cfg.optim, self.ctx.total_steps
         warmup = o.warmup_steps if o.warmup_steps is not None else int(o.warmup_fraction * total)
         lr = lr_at(self.step, total, o.lr, o.final_lr, warmup)
         for g in self.opt.param_groups:
@@ -150,64 +171,70 @@ class Worker:
         return out
 
     def report(self, metrics: dict[str, float], final: bool = False) -> None:
-        import ray.train
-
-        if self.rank == 0:
+        if self.logger is not None:  # rank 0
             self.logger.flush()  # metrics up to the checkpoint are durable before it commits
             with tempfile.TemporaryDirectory() as d:
                 state = {"step": self.step, "samples": self.samples, "skipped_decode": self.skipped_decode,
-                         "epoch": self.samples // self.ctx["epoch_size"]}
-                save_checkpoint(Path(d), self.model, self.opt, state, self.ctx["config"])
+                         "epoch": self.samples // self.ctx.epoch_size}
+                save_checkpoint(Path(d), self.model, self.opt, state, self.cfg.model_dump(mode="json"))
                 ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
             log.info(f"[pretrain] checkpoint at step {self.step}{' (final)' if final else ''}")
         else:
             ray.train.report(metrics, checkpoint=None)
 
-    def run(self) -> None:
-        cfg, total = self.cfg, self.ctx["total_steps"]
-        end = min(total, cfg.train.stop_after_step or total)
-        acc: dict[str, float] = {k: 0.0 for k in LOSS_KEYS}
-        micro, t_wait, t_last, clips_since = 0, 0.0, time.perf_counter(), 0
-        it = self.batches()
-        while self.step < end:
+    def accumulate(self, it: Iterator[dict[str, torch.Tensor]]) -> tuple[dict[str, float], int, float] | None:
+        """One optimiser step's micro-batches: ``accum_steps`` forward/backward passes (DDP syncs on the last).
+        Returns (mean loss terms, clips seen, seconds waiting for data), or None when the stream ended first."""
+        n = self.cfg.accum_steps
+        losses: dict[str, float] = {k: 0.0 for k in LOSS_KEYS}
+        clips, waited = 0, 0.0
+        for micro in range(n):
             t0 = time.perf_counter()
             batch = next(it, None)
-            t_wait += time.perf_counter() - t0
+            waited += time.perf_counter() - t0
             if batch is None:
+                return None
+            out = self.micro_step(batch, micro, sync=micro == n - 1)
+            losses = {k: losses[k] + out[k] / n for k in LOSS_KEYS}
+            clips += len(batch["index"])
+        return losses, clips, waited
+
+    def run(self) -> None:
+        cfg, total = self.cfg, self.ctx.total_steps
+        end = min(total, cfg.train.stop_after_step or total)
+        it, t_last = self.batches(), time.perf_counter()
+        while self.step < end:
+            got = self.accumulate(it)
+            if got is None:
                 break
-            losses = self.micro_step(batch, micro, sync=micro == cfg.accum_steps - 1)
-            acc = {k: acc[k] + losses[k] / cfg.accum_steps for k in LOSS_KEYS}
-            clips_since += len(batch["index"])
-            micro += 1
-            if micro < cfg.accum_steps:
-                continue
+            losses, clips, waited = got
             lr, gnorm = self.optimizer_step()
             now = time.perf_counter()
-            stats = {**acc, "lr": lr, "grad_norm": gnorm, "ema_momentum": cfg.model.ema_momentum,
-                     "clips_per_s": clips_since * self.world / (now - t_last),
-                     "data_wait_frac": t_wait / (now - t_last), "skipped_decode": float(self.skipped_decode)}
-            self.log(stats)
-            acc, micro, t_wait, t_last, clips_since = {k: 0.0 for k in LOSS_KEYS}, 0, 0.0, now, 0
+            self.log({**losses, "lr": lr, "grad_norm": gnorm, "ema_momentum": cfg.model.ema_momentum,
+                      "clips_per_s": clips * self.world / (now - t_last), "data_wait_frac": waited / (now - t_last),
+                      "skipped_decode": float(self.skipped_decode)})
+            t_last = now
             if self.step % cfg.train.checkpoint_every == 0 and self.step < end:
-                self.report({"step": self.step, "loss": stats["loss"]})
+                self.report({"step": self.step, "loss": losses["loss"]})
         self.report({"step": self.step}, final=self.step >= total)
         if self.logger:
             self.logger.flush()
 
     def log(self, stats: dict[str, float]) -> None:
         stats = self.reduce(stats)
-        if self.rank != 0:
+        if self.logger is None:  # not rank 0
             return
-        stats["skipped_videos"] = stats["skipped_decode"] + self.ctx["skipped_index"]
-        stats["epoch"] = float(self.samples / self.ctx["epoch_size"])
+        stats["skipped_videos"] = stats["skipped_decode"] + self.ctx.skipped_index
+        stats["epoch"] = float(self.samples / self.ctx.epoch_size)
         self.logger.log(stats, step=self.step)
-        if self.step % self.cfg.train.log_every == 0 or self.step == self.ctx["total_steps"]:
-            log.info(f"[pretrain] step {self.step}/{self.ctx['total_steps']} loss {stats['loss']:.4f} "
-                  f"(motion {stats['loss_motion']:.4f} st {stats['loss_st']:.4f} var {stats['loss_var']:.4f}) "
-                  f"lr {stats['lr']:.2e} {stats['clips_per_s']:.2f} clips/s "
-                  f"data wait {stats['data_wait_frac']:.0%}")
+        if self.step % self.cfg.train.log_every == 0 or self.step == self.ctx.total_steps:
+            log.info(f"[pretrain] step {self.step}/{self.ctx.total_steps} loss {stats['loss']:.4f} "
+                     f"(motion {stats['loss_motion']:.4f} st {stats['loss_st']:.4f} var {stats['loss_var']:.4f}) "
+                     f"lr {stats['lr']:.2e} {stats['clips_per_s']:.2f} clips/s "
+                     f"data wait {stats['data_wait_frac']:.0%}")
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
-    """Entry point handed to ``TorchTrainer``: ``config = {"cfg": PretrainConfig dump, "ctx": run context}``."""
-    Worker(PretrainConfig.model_validate(config["cfg"]), config["ctx"]).run()
+    """Entry point handed to ``TorchTrainer``: ``config`` is a :class:`WorkerConfig` dump."""
+    wc = WorkerConfig.model_validate(config)
+    Worker(wc.cfg, wc.ctx).run()

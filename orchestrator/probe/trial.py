@@ -12,33 +12,36 @@ from __future__ import annotations
 
 import math
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict
+from ray import tune
 
-from model.probes import build_probe, class_weights_from_labels, probe_loss, probe_outputs
-from orchestrator.benchmarks import metrics as M
+from model.probe_losses import class_weights_from_labels, probe_loss, probe_outputs
+from model.probes import build_probe
+from model.tasks import CLASS_TASKS, CLASSIFICATION_TASKS, DENSE_TASKS, MULTILABEL_TASKS, REGRESSION_TASKS, Task
+from orchestrator.benchmarks.metrics import ScoreOptions, score_arrays
+from orchestrator.benchmarks.metrics_triplet import synthetic_triplet_maps
+from orchestrator.benchmarks.spec import BenchmarkSpec
+from orchestrator.probe.config import SweepConfig
+from orchestrator.probe.features import BackboneInfo
+from orchestrator.synthetic.specs import SYNTHETIC_BENCHMARKS, suite_triplet_map
 
-LOWER_IS_BETTER = ("rmse", "mae", "abs_rel", "sq_rel")
 HEAD_FILE = "head.pt"
 TokensFn = Callable[[np.ndarray], torch.Tensor]
 
 
-def metric_mode(metric: str) -> str:
-    """``min`` for error metrics (rmse / mae / abs_rel / sq_rel), else ``max``."""
-    return "min" if metric in LOWER_IS_BETTER else "max"
-
-
 class ProbeTask(BaseModel):
-    """What a trial needs to know about the benchmark and the probe (picklable, small)."""
+    """What a trial needs to know about the benchmark and the probe (picklable, small): :meth:`from_config`."""
 
     model_config = ConfigDict(extra="forbid")
 
     benchmark: str
-    task: str
+    task: Task
     num_classes: int
     primary_metric: str
     relaxed: bool = False
@@ -54,6 +57,21 @@ class ProbeTask(BaseModel):
     seed: int = 0
     threads: int = 1
 
+    @classmethod
+    def from_config(cls, cfg: SweepConfig, spec: BenchmarkSpec, info: BackboneInfo) -> ProbeTask:
+        """The probe task of one (backbone, benchmark) under a sweep config: the one place it is assembled."""
+        return cls(benchmark=spec.name, task=spec.task, num_classes=spec.num_classes,
+                   primary_metric=spec.primary_metric, relaxed=spec.relaxed_boundary,
+                   sample_fps=cfg.features.sample_fps or spec.sample_fps, embed_dim=info.embed_dim, grid=info.grid,
+                   crop=cfg.features.crop, probe_depth=cfg.probe.depth, probe_heads=cfg.probe.heads,
+                   epochs=cfg.epochs, batch_size=cfg.batch_size, checkpoint_every=cfg.checkpoint_every,
+                   seed=cfg.seed, threads=max(1, int(cfg.cpus_per_trial)))
+
+    def score_options(self) -> ScoreOptions:
+        """The metric options of this benchmark (relaxed boundary at the clip rate where the spec asks for it)."""
+        return ScoreOptions(num_classes=self.num_classes if self.task in CLASS_TASKS else None,
+                            relaxed=self.relaxed, fps=self.sample_fps if self.relaxed else None)
+
 
 class SplitArrays(BaseModel):
     """Labels + video ids of one split (tokens are fetched through a ``tokens_fn``)."""
@@ -66,16 +84,16 @@ class SplitArrays(BaseModel):
 
 def label_array(task: str, labels: list[Any], num_classes: int, targets: np.ndarray | None) -> np.ndarray:
     """Sample labels → the array the loss and the metrics use."""
-    if task in ("segmentation", "depth"):
+    if task in DENSE_TASKS:
         if targets is None:
             raise ValueError(f"{task}: cached features have no dense targets")
         return targets.astype(np.float32)
-    if task == "triplet":
+    if task in MULTILABEL_TASKS:
         out = np.zeros((len(labels), num_classes), dtype=np.float32)
         for i, active in enumerate(labels):
             out[i, list(active or [])] = 1.0
         return out
-    if task == "skill":
+    if task in REGRESSION_TASKS:
         return np.asarray(labels, dtype=np.float32)
     return np.asarray(labels, dtype=np.int64)
 
@@ -84,42 +102,21 @@ def label_array(task: str, labels: list[Any], num_classes: int, targets: np.ndar
 def prediction_arrays(task: str, outputs: np.ndarray, labels: np.ndarray, video: np.ndarray) -> dict[str, np.ndarray]:
     """Head outputs (``probe_outputs``) → the NPZ arrays of experiments/score.py (docs/metrics.md)."""
     vid = np.asarray(video).astype(str)
-    if task in ("phase", "action"):
+    if task in CLASSIFICATION_TASKS:
         return {"video": vid, "target": labels.astype(np.int64), "pred": outputs.argmax(-1).astype(np.int64)}
-    if task == "triplet":
+    if task in MULTILABEL_TASKS:
         return {"video": vid, "target": labels.astype(np.int64), "score": outputs.astype(np.float32)}
-    if task == "skill":
+    if task in REGRESSION_TASKS:
         return {"target": labels.astype(np.float32), "pred": outputs.reshape(-1).astype(np.float32)}
     if task == "segmentation":
         return {"target": (labels > 0.5), "score": outputs[:, 0].astype(np.float32)}
     return {"target": labels.astype(np.float32), "pred": outputs[:, 0].astype(np.float32)}
 
 
-def triplet_maps(benchmark: str, num_classes: int) -> np.ndarray:
-    if benchmark.lower().startswith("synthetic"):
-        from orchestrator.benchmarks.synthetic_suite import suite_triplet_map
-
-        return suite_triplet_map()
-    return M.synthetic_triplet_maps()  # CholecT50's id layout; see docs/sweeps.md
-
-
-def compute_metrics(pt: ProbeTask, arrays: dict[str, np.ndarray]) -> dict[str, float]:
-    """The benchmark's metrics (orchestrator.benchmarks.metrics) from :func:`prediction_arrays` output."""
-    a, task = arrays, pt.task
-    if task == "phase":
-        protocol = "m2cai16" if pt.num_classes == M.RELAXED_NUM_PHASES["m2cai16"] else "cholec80"
-        return M.phase_metrics(a["video"], a["target"], a["pred"], pt.num_classes, relaxed=pt.relaxed,
-                               fps=pt.sample_fps if pt.relaxed else None, protocol=protocol)  # type: ignore[arg-type]
-    if task == "action":
-        return M.action_metrics(a["target"], a["pred"], pt.num_classes)
-    if task == "triplet":
-        maps = a["maps"] if "maps" in a else triplet_maps(pt.benchmark, pt.num_classes)
-        return M.triplet_metrics(a["video"], a["target"], a["score"], maps)
-    if task == "skill":
-        return M.skill_metrics(a["target"], a["pred"])
-    if task == "segmentation":
-        return M.segmentation_metrics(a["target"], a["score"])
-    return M.depth_metrics(a["target"], a["pred"])
+def triplet_maps(benchmark: str) -> np.ndarray:
+    """The triplet → component map of a benchmark: the suite's for synthetic benchmarks, else CholecT50's id
+    layout with synthetic components (see docs/sweeps.md)."""
+    return suite_triplet_map() if benchmark in SYNTHETIC_BENCHMARKS else synthetic_triplet_maps()
 
 
 # ------------------------------------------------------------------------------------------------ training
@@ -136,8 +133,8 @@ class Standardizer:
         self.mean, self.std = mean, std or 1.0
 
     @classmethod
-    def fit(cls, pt: ProbeTask, train_labels: np.ndarray) -> "Standardizer":
-        if pt.task != "skill":
+    def fit(cls, pt: ProbeTask, train_labels: np.ndarray) -> Standardizer:
+        if pt.task not in REGRESSION_TASKS:
             return cls()
         return cls(float(train_labels.mean()), float(train_labels.std()))
 
@@ -163,12 +160,12 @@ def evaluate_head(pt: ProbeTask, head: torch.nn.Module, tokens_fn: TokensFn, spl
                   std: Standardizer) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """Metrics + prediction arrays of a head on one split."""
     out = predict(pt, head, tokens_fn, len(split.labels))
-    if pt.task == "skill":
+    if pt.task in REGRESSION_TASKS:
         out = std.inv(out)
     arrays = prediction_arrays(pt.task, out, split.labels, split.video)
-    if pt.task == "triplet":  # score.py reads the component map from the file
-        arrays["maps"] = triplet_maps(pt.benchmark, pt.num_classes).astype(np.int64)
-    return compute_metrics(pt, arrays), arrays
+    if pt.task in MULTILABEL_TASKS:  # score.py reads the component map from the file
+        arrays["maps"] = triplet_maps(pt.benchmark).astype(np.int64)
+    return score_arrays(pt.task, arrays, pt.score_options()), arrays
 
 
 LossFn = Callable[[torch.Tensor, np.ndarray], torch.Tensor]
@@ -176,12 +173,12 @@ LossFn = Callable[[torch.Tensor, np.ndarray], torch.Tensor]
 
 def _loss_fn(pt: ProbeTask, train: SplitArrays, std: Standardizer) -> LossFn:
     weights = None
-    if pt.task in ("phase", "action", "triplet"):
+    if pt.task in CLASS_TASKS:
         weights = class_weights_from_labels(torch.tensor(np.array(train.labels)), pt.num_classes)
 
     def loss(logits: torch.Tensor, rows: np.ndarray) -> torch.Tensor:
         target = torch.from_numpy(np.array(train.labels[rows]))
-        if pt.task == "skill":
+        if pt.task in REGRESSION_TASKS:
             target = std.fwd(target)
         return probe_loss(pt.task, logits, target, weights)
 
@@ -190,8 +187,6 @@ def _loss_fn(pt: ProbeTask, train: SplitArrays, std: Standardizer) -> LossFn:
 
 def _restore(head: torch.nn.Module, opt: torch.optim.Optimizer, sched: Any) -> int:
     """Continue from the trial's last checkpoint (Tune resume); returns the next epoch."""
-    from ray import tune
-
     ckpt = tune.get_checkpoint()
     if ckpt is None:
         return 0
@@ -206,8 +201,6 @@ def _restore(head: torch.nn.Module, opt: torch.optim.Optimizer, sched: Any) -> i
 def train_trial(config: dict[str, Any], pt: ProbeTask, train: SplitArrays, val: SplitArrays,
                 train_tokens: TokensFn, val_tokens: TokensFn) -> None:
     """The body of a Tune trial: epochs of AdamW on train, val metrics + head checkpoint reported per epoch."""
-    from ray import tune
-
     torch.set_num_threads(max(1, pt.threads))
     head, std = make_probe(pt), Standardizer.fit(pt, train.labels)
     loss_fn = _loss_fn(pt, train, std)

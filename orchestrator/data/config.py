@@ -1,0 +1,40 @@
+"""The pretraining data section: corpus, clip sampling, decoding and the Ray Data pipeline's resources."""
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+
+from orchestrator.config import Strict
+
+
+class SyntheticCorpusConfig(Strict):
+    """The embedded default corpus, generated on first use into ``<work dir>/synthetic/``."""
+
+    seed: int = 0
+    videos_per_source: int = Field(2, gt=0)
+    seconds: float = Field(30.0, gt=0)
+    width: int = Field(320, gt=0)
+    height: int = Field(256, gt=0)
+
+
+class DataConfig(Strict):
+    """Corpus, clip sampling and decoding."""
+
+    manifest: str | None = Field(None, description="corpus manifest YAML; null = the synthetic corpus")
+    synthetic: SyntheticCorpusConfig = Field(default_factory=SyntheticCorpusConfig)
+    frames: int = Field(16, gt=0, description="T: frames per clip")
+    sample_fps: float = Field(1.0, gt=0, description="clip frames are 1/sample_fps seconds apart")
+    clip_stride_s: float = Field(1.0, gt=0, description="spacing of candidate clip starts within a video")
+    short_side: int = Field(256, gt=0)
+    crop: int = Field(224, gt=0)
+    samples_per_epoch: int | None = Field(None, gt=0, description="null = total seconds of video / (T / fps)")
+    decode_tasks: int = Field(2, gt=0, description="parallel decode tasks in the Ray Data pipeline")
+    decode_cpus: float = Field(0.5, gt=0, description="CPUs reserved per decode task")
+    decode_batch: int = Field(4, gt=0, description="clips per map_batches call")
+    prefetch_batches: int = Field(2, ge=0)
+    read_block_rows: int = Field(64, gt=0, description="clip descriptors per read task")
+
+    @model_validator(mode="after")
+    def _crop_fits(self) -> DataConfig:
+        if self.crop > self.short_side:
+            raise ValueError(f"data.crop ({self.crop}) must be <= data.short_side ({self.short_side})")
+        return self

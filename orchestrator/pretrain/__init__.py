@@ -1,0 +1,1 @@
+"""Pretraining: config, driver (TorchTrainer), worker (train loop), checkpoint files."""

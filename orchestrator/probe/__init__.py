@@ -1,0 +1,1 @@
+"""Probing: config, feature cache, one trial, the Tune sweep, its MLflow records."""

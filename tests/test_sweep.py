@@ -32,12 +32,13 @@ def children(cfg: SweepConfig, parent: str) -> list[mlflow.entities.Run]:
 
 
 # ------------------------------------------------------------------------------------------- fast tests
-def test_default_config_and_modes() -> None:
-    cfg = load_config(SweepConfig, DEFAULT_CONFIG)
-    assert all(b.startswith("synthetic-") for b in cfg.benchmarks)
-    assert len(cfg.grid.lr) * len(cfg.grid.wd) == 16  # --all runs the full 16-setting grid
-    paper = load_config(SweepConfig, DEFAULT_CONFIG.parent / "paper.yaml")
-    assert len(paper.grid.lr) * len(paper.grid.wd) == 16 and paper.probe.depth == 4 and paper.probe.heads == 16
+def test_shipped_sweep_configs_name_resolvable_benchmarks_and_modes() -> None:
+    from orchestrator.probe.config import resolve_benchmark
+
+    for name in ("default", "paper"):
+        cfg = load_config(SweepConfig, DEFAULT_CONFIG.parent / f"{name}.yaml")
+        specs = [resolve_benchmark(b) for b in cfg.benchmarks]  # every name resolves (registry / synthetic suite)
+        assert all(s.primary_metric in s.metrics for s in specs)
     with pytest.raises(ConfigError, match="grid.lr"):
         load_config(SweepConfig, DEFAULT_CONFIG, ["grid.lr=fast"])
     with pytest.raises(ConfigError, match="unknown key"):
@@ -96,6 +97,29 @@ def test_progress_line_counts_trials_and_best_val(capsys: pytest.CaptureFixture[
     quiet = SweepProgress("x", every_s=3600.0)
     quiet.on_step_end(iteration=1, trials=trials)
     assert capsys.readouterr().out == ""  # throttled
+
+
+def test_best_result_asks_tune_by_last_val_and_refuses_a_headless_pick() -> None:
+    from types import SimpleNamespace as T
+
+    from orchestrator.probe.sweep import best_result
+
+    asked: list[dict] = []
+
+    class Grid(list):
+        def get_best_result(self, **kw: object) -> object:
+            asked.append(kw)
+            return self[0]
+
+    ok = T(error=None, checkpoint="ckpt", metrics={"val_primary": 0.5})
+    assert best_result(Grid([ok]), "rmse") is ok and asked == [{"metric": "val_primary", "mode": "min",
+                                                                 "scope": "last"}]
+    assert best_result(Grid([ok]), "f1") is ok and asked[-1]["mode"] == "max"
+    for bad in (T(error=RuntimeError("boom"), checkpoint="c", metrics={"val_primary": 0.9}),
+                T(error=None, checkpoint=None, metrics={"val_primary": 0.9}),
+                T(error=None, checkpoint="c", metrics={"val_primary": float("nan")})):
+        with pytest.raises(RuntimeError, match="no trial finished"):
+            best_result(Grid([bad]), "f1")
 
 
 def test_fold_cli_values() -> None:

@@ -218,13 +218,18 @@ def run_tuner(cfg: SweepConfig, data: SweepData, run_dir: Path, resume: bool, tr
 
 
 def best_result(grid: Any, primary_metric: str) -> Any:
-    """The trial whose LAST reported val primary metric is best (``get_best_result``, scope "last"; NaN / inf
-    trials are never chosen). Raises when no trial reported a finite value."""
+    """The trial whose LAST reported val primary metric is best: Tune's ``get_best_result`` (scope "last"; NaN /
+    inf values are never chosen; ties go to the first trial in grid order). Raises when that trial has no head to
+    test (it errored, or no trial reported a finite value)."""
+    errors = [str(r.error)[:200] for r in grid if r.error is not None]
     try:
-        return grid.get_best_result(metric="val_primary", mode=metric_mode(primary_metric), scope="last")
+        best = grid.get_best_result(metric="val_primary", mode=metric_mode(primary_metric), scope="last")
     except RuntimeError as e:
-        raise RuntimeError(f"no trial finished with a finite val {primary_metric}: "
-                           f"{[str(r.error)[:200] for r in grid if r.error is not None]}") from e
+        raise RuntimeError(f"no trial finished with a finite val {primary_metric}: {errors}") from e
+    val = (best.metrics or {}).get("val_primary")
+    if best.error is not None or best.checkpoint is None or val is None or not np.isfinite(val):
+        raise RuntimeError(f"no trial finished with a finite val {primary_metric} and a head checkpoint: {errors}")
+    return best
 
 
 # ------------------------------------------------------------------------------------------------- driver

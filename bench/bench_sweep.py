@@ -39,7 +39,8 @@ from orchestrator.config import load_config, work_dir
 from orchestrator.data.views import ClipReader, Preprocessing
 from orchestrator.probe.config import DEFAULT_CONFIG, SweepConfig
 from orchestrator.probe.features import backbone_info
-from orchestrator.probe.sweep import SweepData, plan_job, run_probe_sweep, run_tuner
+from orchestrator.probe.plan import plan_job
+from orchestrator.probe.sweep import SweepData, run_probe_sweep, run_tuner
 from orchestrator.probe.trial import ProbeTask, SplitArrays, label_array, train_trial
 from orchestrator.synthetic.suite import build_synthetic_suite
 

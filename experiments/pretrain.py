@@ -14,7 +14,6 @@ import _cli
 
 from orchestrator.config import load_config
 from orchestrator.pretrain.config import PretrainConfig
-from orchestrator.pretrain.driver import run_pretraining
 
 DEFAULT_CONFIG = _cli.REPO_ROOT / "experiments" / "configs" / "pretrain" / "demo.yaml"
 
@@ -29,6 +28,8 @@ def main() -> int:
 
     overrides = args.overrides + ([f"name={args.name}"] if args.name else [])
     cfg = load_config(PretrainConfig, args.config, overrides)
+    from orchestrator.pretrain.driver import run_pretraining  # deferred: Ray Train, MLflow; a bad config exits first
+
     run_pretraining(cfg)
     return 0
 

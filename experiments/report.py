@@ -16,7 +16,6 @@ from pathlib import Path
 import _cli
 
 from orchestrator.config import ConfigError
-from orchestrator.report.build import build_report
 from orchestrator.tracking import resolve_tracking_uri
 
 
@@ -48,6 +47,9 @@ def main() -> int:
 
     def progress(msg: str) -> None:
         print(f"[report] {msg}", flush=True)
+
+    progress("loading (MLflow, torch, matplotlib) ...")
+    from orchestrator.report.build import build_report  # deferred: MLflow, torch, matplotlib; bad options exit first
 
     result = build_report(uri, args.experiment or None, out,
                           report_experiment=None if args.no_log else args.report_experiment,

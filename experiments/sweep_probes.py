@@ -19,7 +19,7 @@ import _cli
 
 from orchestrator.config import ConfigError, load_config, work_dir
 from orchestrator.probe.config import SweepConfig
-from orchestrator.probe.sweep import run_sweeps, summary_table
+from orchestrator.probe.plan import plan_sweeps
 from orchestrator.synthetic.suite import build_synthetic_suite
 
 DEFAULT_CONFIG = _cli.REPO_ROOT / "experiments" / "configs" / "sweep" / "default.yaml"
@@ -85,7 +85,10 @@ def main() -> int:
         cfg.data_root = str(build_synthetic_suite(home / "synthetic_suite", seed=0, workers=1,
                                                   progress=lambda m: print(f"[suite] {m}", flush=True)))
 
-    results = run_sweeps(cfg, resume=args.resume)  # plans (checks + reads every annotation) before Ray starts
+    plan = plan_sweeps(cfg)  # checks the config and reads every annotation before Ray starts (bad input: exit 2)
+    from orchestrator.probe.sweep import run_sweeps, summary_table  # deferred: Ray Tune / Data, only to run
+
+    results = run_sweeps(cfg, resume=args.resume, plan=plan)
     print(summary_table(results))
     total = sum(r.seconds for r in results)
     print(f"[sweep] {len(results)} sweep(s) in {total:.0f} s; MLflow experiment {cfg.experiment!r}", file=sys.stderr)

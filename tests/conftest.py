@@ -16,8 +16,7 @@ import numpy as np
 import pytest
 
 from orchestrator.benchmarks.spec import BenchmarkSpec, Sample, SplitSpec, register_adapter
-from orchestrator.probe.config import SweepConfig
-from orchestrator.probe.features import FeatureConfig
+from orchestrator.probe.config import FeatureConfig, SweepConfig
 from orchestrator.synthetic.config import SyntheticConfig
 from orchestrator.synthetic.corpus import generate_corpus
 

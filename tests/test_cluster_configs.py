@@ -242,10 +242,7 @@ def _load_sweep_cli():
 
 def test_sweep_job_arguments_are_valid_config_keys():
     cli = _load_sweep_cli()
-    try:
-        from orchestrator.probe.sweep import SweepConfig
-    except ImportError as e:  # being written concurrently
-        pytest.skip(f"orchestrator.probe.sweep.SweepConfig not importable: {e}")
+    from orchestrator.probe.config import SweepConfig
     argv = _entrypoint("rayjob-sweep.yaml")
     assert argv[:2] == ["python", "experiments/sweep_probes.py"]
     args = cli.build_parser().parse_args(argv[2:])  # unknown flags → SystemExit

@@ -22,7 +22,8 @@ from orchestrator.benchmarks.tasks import metric_mode
 from orchestrator.config import ConfigError, load_config
 from orchestrator.probe.config import DEFAULT_CONFIG, SweepConfig, few_shot
 from orchestrator.probe.features import EXTRACTION_COUNTER
-from orchestrator.probe.sweep import plan_job, plan_sweeps, run_probe_sweep
+from orchestrator.probe.plan import plan_job, plan_sweeps
+from orchestrator.probe.sweep import run_probe_sweep
 
 
 def children(cfg: SweepConfig, parent: str) -> list[mlflow.entities.Run]:

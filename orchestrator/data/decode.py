@@ -18,8 +18,6 @@ from typing import NamedTuple, Protocol
 
 import decord
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from orchestrator.data.config import DataConfig
 
@@ -95,6 +93,9 @@ def decode_clip(path: str, start_s: float, video: VideoMeta, cfg: DataConfig, cr
 
 def resize_frames(frames: np.ndarray, height: int, width: int) -> np.ndarray:
     """uint8 ``[T, H, W, C]`` → ``[T, height, width, C]`` (bilinear, antialiased)."""
+    import torch  # deferred: torch (~2 s import); Ray Data decode tasks need it only when decord cannot resize
+    import torch.nn.functional as F  # deferred: torch, as above
+
     x = torch.from_numpy(frames).permute(0, 3, 1, 2).float()
     y = F.interpolate(x, size=(height, width), mode="bilinear", antialias=True, align_corners=False)
     return y.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()

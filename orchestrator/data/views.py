@@ -19,8 +19,6 @@ from typing import Any, Literal
 
 import decord
 import numpy as np
-import torch
-import torch.nn.functional as F
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -66,6 +64,9 @@ def _center(frames: np.ndarray, short_side: int, crop: int) -> np.ndarray:
 
 def _target_view(target: np.ndarray, short_side: int, crop: int) -> np.ndarray:
     """A ``[H, W]`` mask / depth map resized (nearest) and centre-cropped like its image."""
+    import torch  # deferred: torch (~2 s import), only dense targets are resized with it
+    import torch.nn.functional as F  # deferred: torch, as above
+
     w, h = resized_size(target.shape[1], target.shape[0], short_side)
     t = torch.from_numpy(np.ascontiguousarray(target, dtype=np.float32))[None, None]
     resized = F.interpolate(t, size=(h, w), mode="nearest")[0, 0].numpy()

@@ -13,9 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import ray
-from ray.data import ExecutionOptions
-from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
-from ray.train.torch import TorchTrainer
 
 from orchestrator.config import work_dir
 from orchestrator.data.clip_index import ClipIndex, build_clip_index
@@ -99,7 +96,12 @@ def use_gpu(cfg: PretrainConfig) -> bool:
     return bool(cfg.scaling.use_gpu)
 
 
-def make_trainer(cfg: PretrainConfig, dataset: Any, ctx: RunContext, storage: Path) -> TorchTrainer:
+def make_trainer(cfg: PretrainConfig, dataset: Any, ctx: RunContext, storage: Path) -> Any:
+    """The ``TorchTrainer`` of the run (fractional CPUs per worker by default, so Ray Data can decode)."""
+    from ray.data import ExecutionOptions  # deferred: ray.train / ray.data (~2 s import), only to launch a run
+    from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig  # deferred: same
+    from ray.train.torch import TorchTrainer  # deferred: same
+
     gpu = use_gpu(cfg)
     resources: dict[str, float] = {"CPU": cfg.scaling.cpus_per_worker}
     if gpu:

@@ -1,5 +1,6 @@
-"""Sweep configuration and results (experiments/configs/sweep/*.yaml; every key in docs/sweeps.md), benchmark
-name resolution and the few-shot subset. The sweep itself: :mod:`orchestrator.probe.sweep`."""
+"""Sweep configuration and results (experiments/configs/sweep/*.yaml; every key in docs/sweeps.md), what the driver
+keeps of a backbone (:class:`BackboneInfo`), benchmark name resolution and the few-shot subset. The sweep itself:
+:mod:`orchestrator.probe.sweep`."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,10 +12,40 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from orchestrator.benchmarks.registry import GENERIC_TEMPLATES, get_benchmark, list_folds, resolve_spec
 from orchestrator.benchmarks.spec import BenchmarkError, BenchmarkSpec, Sample
 from orchestrator.config import CONFIG_DIR, work_dir
-from orchestrator.probe.features import FeatureConfig
+from orchestrator.data.views import Preprocessing
 from orchestrator.synthetic.specs import find_synthetic
 
 DEFAULT_CONFIG = CONFIG_DIR / "sweep" / "default.yaml"
+
+
+class FeatureConfig(BaseModel):
+    """Preprocessing + extraction resources (only the preprocessing part enters the cache key)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    frames: int = Field(8, gt=0, description="T frames per clip")
+    sample_fps: float | None = Field(None, gt=0, description="clip frame rate; null = the benchmark's sample_fps")
+    short_side: int = Field(72, gt=0)
+    crop: int = Field(64, gt=0)
+    view: Literal["center"] = "center"
+    batch_size: int = Field(8, gt=0, description="clips per map_batches call")
+    actors: int = Field(1, gt=0, description="extraction actor pool size")
+    cpus_per_actor: float = Field(1.0, gt=0)
+    progress_every_s: float = Field(10.0, gt=0)
+
+    def preprocessing(self, spec: BenchmarkSpec) -> Preprocessing:
+        """The preprocessing of ``spec``'s samples (``sample_fps`` null: the benchmark's)."""
+        return Preprocessing(frames=self.frames, sample_fps=self.sample_fps or spec.sample_fps,
+                             short_side=self.short_side, crop=self.crop, view=self.view)
+
+
+class BackboneInfo(BaseModel):
+    """What the driver needs from a backbone without keeping it: identity, token grid, width."""
+
+    spec: str
+    identity: str
+    grid: list[int]
+    embed_dim: int
 
 
 class GridConfig(BaseModel):

@@ -28,43 +28,23 @@ import shutil
 import threading
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import ray
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
 from model.backbones.factory import build_backbone
 from model.tasks import DENSE_TASKS
 from orchestrator.benchmarks.spec import BenchmarkSpec, Sample
 from orchestrator.data.views import ClipReader, Preprocessing
+from orchestrator.probe.config import BackboneInfo, FeatureConfig
 
 FORMAT_VERSION = 1
 INDEX_FILE = "index.json"
 SPAN_KEYS = ("start_s", "end_s", "start_frame", "end_frame")  # segment of a longer video (AVOS, generic clips)
 EXTRACTION_COUNTER: dict[str, int] = {"extractions": 0}  # driver-side; tests assert cache hits with it
-
-
-class FeatureConfig(BaseModel):
-    """Preprocessing + extraction resources (only the preprocessing part enters the cache key)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    frames: int = Field(8, gt=0, description="T frames per clip")
-    sample_fps: float | None = Field(None, gt=0, description="clip frame rate; null = the benchmark's sample_fps")
-    short_side: int = Field(72, gt=0)
-    crop: int = Field(64, gt=0)
-    view: Literal["center"] = "center"
-    batch_size: int = Field(8, gt=0, description="clips per map_batches call")
-    actors: int = Field(1, gt=0, description="extraction actor pool size")
-    cpus_per_actor: float = Field(1.0, gt=0)
-    progress_every_s: float = Field(10.0, gt=0)
-
-    def preprocessing(self, spec: BenchmarkSpec) -> Preprocessing:
-        """The preprocessing of ``spec``'s samples (``sample_fps`` null: the benchmark's)."""
-        return Preprocessing(frames=self.frames, sample_fps=self.sample_fps or spec.sample_fps,
-                             short_side=self.short_side, crop=self.crop, view=self.view)
 
 
 class CacheIndex(BaseModel):
@@ -302,15 +282,6 @@ def extract_features(info: BackboneInfo, spec: BenchmarkSpec, jobs: dict[str, li
     finally:
         for sink in sinks:
             shutil.rmtree(sink.tmp, ignore_errors=True)
-
-
-class BackboneInfo(BaseModel):
-    """What the driver needs from a backbone without keeping it: identity, token grid, width."""
-
-    spec: str
-    identity: str
-    grid: list[int]
-    embed_dim: int
 
 
 def backbone_info(backbone: str, cfg: FeatureConfig) -> BackboneInfo:

@@ -1,13 +1,13 @@
 """Frozen-probe sweeps: plan → cached features → Ray Tune grid over (lr, wd) → best head on VAL → test once → MLflow.
 
-:func:`plan_sweeps` checks the whole config before Ray starts (backbone specs, benchmark names, data roots, folds)
-and reads every benchmark's samples ONCE into a :class:`ProbeJob` per (backbone, benchmark[, fold]);
-:func:`run_job` consumes one job: :func:`orchestrator.probe.features.ensure_features` for train/val/test (a cache
-hit skips extraction) → a Ray Tune ``Tuner`` over ``tune.grid_search`` of lr × wd; every trial is
-:func:`orchestrator.probe.trial.cached_trainable` with fractional resources (``tune.with_resources``) and the
-train/val features in the object store (``tune.with_parameters``) → Tune's ``ResultGrid.get_best_result`` by the
-LAST reported **val** primary metric (mode from the metric, NaN trials never chosen) → its head evaluated on test
-once, on the driver.
+:func:`orchestrator.probe.plan.plan_sweeps` checks the whole config before Ray starts (backbone specs, benchmark
+names, data roots, folds) and reads every benchmark's samples ONCE into a ``ProbeJob`` per (backbone,
+benchmark[, fold]). :func:`run_job` consumes one job: :func:`orchestrator.probe.features.ensure_features` for
+train/val/test (a cache hit skips extraction) → a Ray Tune ``Tuner`` over ``tune.grid_search`` of lr × wd; every
+trial is :func:`orchestrator.probe.trial.cached_trainable` with fractional resources (``tune.with_resources``) and
+the train/val features in the object store (``tune.with_parameters``) → Tune's ``ResultGrid.get_best_result`` by
+the LAST reported **val** primary metric (mode from the metric, NaN trials never chosen) → its head evaluated on
+test once, on the driver.
 
 MLflow (driver only, after the Tuner finished, so sqlite has one writer; :mod:`orchestrator.probe.records`): a
 parent run per (backbone, benchmark) with the best setting, ``val_*`` + ``test_*`` metrics and
@@ -32,13 +32,13 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from ray import tune
 
-from model.backbones.factory import backbone_label, check_spec
-from orchestrator.benchmarks.registry import load_samples, with_fold
-from orchestrator.benchmarks.spec import BenchmarkError, BenchmarkSpec, Sample
+from model.backbones.factory import backbone_label
+from orchestrator.benchmarks.spec import BenchmarkSpec, Sample
 from orchestrator.benchmarks.tasks import metric_mode
-from orchestrator.config import ConfigError, slug
-from orchestrator.probe.config import SweepConfig, SweepResult, TrialSummary, few_shot, folds_for, resolve_benchmark
+from orchestrator.config import slug
+from orchestrator.probe.config import SweepConfig, SweepResult, TrialSummary
 from orchestrator.probe.features import backbone_info, ensure_features
+from orchestrator.probe.plan import ProbeJob, SweepPlan, plan_job, plan_sweeps
 from orchestrator.probe.records import log_parent, log_plots, log_trials
 from orchestrator.probe.trial import ProbeTask, SplitArrays, cached_trainable, evaluate_head, label_array, load_head
 from orchestrator.tracking import (
@@ -51,85 +51,6 @@ from orchestrator.tracking import (
     resolve_tracking_uri,
     start_or_resume_run,
 )
-
-SPLITS = ("train", "val", "test")
-
-
-# ------------------------------------------------------------------------------------------------- the plan
-class ProbeJob(BaseModel):
-    """One sweep to run: a backbone on a benchmark (fold resolved), with its samples already read (few-shot
-    applied to train)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    backbone: str
-    spec: BenchmarkSpec
-    root: Path
-    fold: int | None = None
-    samples: dict[str, list[Sample]]
-
-    @property
-    def tag(self) -> str:
-        """``<benchmark>`` or ``<benchmark>|fold<k>``: the sweep's name part."""
-        return self.spec.name if self.fold is None else f"{self.spec.name}|fold{self.fold}"
-
-
-class SweepPlan(BaseModel):
-    """Every job of a config, backbones outer (one backbone's features at a time)."""
-
-    jobs: list[ProbeJob] = Field(default_factory=list)
-
-    def folds(self) -> dict[str, list[int | None]]:
-        """The folds swept per benchmark (``[None]``: its default split)."""
-        out: dict[str, list[int | None]] = {}
-        for job in self.jobs:
-            out.setdefault(job.spec.name, [])
-            if job.fold not in out[job.spec.name]:
-                out[job.spec.name].append(job.fold)
-        return out
-
-
-def read_samples(cfg: SweepConfig, spec: BenchmarkSpec, root: Path) -> dict[str, list[Sample]]:
-    """The samples of every split (malformed annotations fail here, naming the file), few-shot on train."""
-    samples = {split: load_samples(spec, root, split) for split in SPLITS}
-    samples["train"] = few_shot(samples["train"], cfg.few_shot.fraction, cfg.few_shot.seed)
-    return samples
-
-
-def plan_job(cfg: SweepConfig, backbone: str, benchmark: str | BenchmarkSpec, root: str | Path | None = None,
-             fold: int | None = None) -> ProbeJob:
-    """One job: a benchmark given by name (resolved under its root) or as a spec, its samples read now."""
-    name = benchmark if isinstance(benchmark, str) else benchmark.name
-    root_path = Path(root) if root is not None else cfg.root_for(name)
-    spec = resolve_benchmark(benchmark, root_path) if isinstance(benchmark, str) else benchmark
-    spec = with_fold(spec, fold) if fold is not None else spec
-    return ProbeJob(backbone=backbone, spec=spec, root=root_path, fold=fold,
-                    samples=read_samples(cfg, spec, root_path))
-
-
-def plan_sweeps(cfg: SweepConfig) -> SweepPlan:
-    """Check the config and read every benchmark's samples once (nothing here starts Ray): malformed backbone
-    specs, unknown benchmarks, missing data roots and annotation files, fold options that apply to no benchmark
-    all fail here with one message."""
-    if not cfg.backbones:
-        raise ConfigError("backbones: empty; give at least one backbone spec (random:tiny, surgmotion:<dir>, ...)")
-    for bb in cfg.backbones:
-        check_spec(bb)
-    for name in cfg.benchmarks:
-        if not cfg.root_for(name).exists():
-            raise BenchmarkError(f"{name}: data root {cfg.root_for(name)} does not exist")
-    specs = {name: resolve_benchmark(name, cfg.root_for(name)) for name in cfg.benchmarks}
-    folds = {name: folds_for(cfg, spec) for name, spec in specs.items()}
-    if cfg.folds and all(f == [None] for f in folds.values()):
-        raise ConfigError(f"folds: {cfg.folds!r} given but none of {cfg.benchmarks} has folds")
-    read: dict[tuple[str, int | None], tuple[BenchmarkSpec, dict[str, list[Sample]]]] = {}
-    for name, spec in specs.items():
-        for fold in folds[name]:
-            fspec = with_fold(spec, fold) if fold is not None else spec
-            read[name, fold] = fspec, read_samples(cfg, fspec, cfg.root_for(name))
-    return SweepPlan(jobs=[ProbeJob(backbone=bb, spec=read[name, fold][0], root=cfg.root_for(name), fold=fold,
-                                    samples=read[name, fold][1])
-                           for bb in cfg.backbones for name in cfg.benchmarks for fold in folds[name]])
 
 
 # --------------------------------------------------------------------------------------------- data + task
@@ -327,14 +248,15 @@ def run_job(cfg: SweepConfig, job: ProbeJob, *, resume: bool = False) -> SweepRe
 
 def run_probe_sweep(cfg: SweepConfig, backbone: str, benchmark: str | BenchmarkSpec, *, resume: bool = False,
                     root: str | Path | None = None, fold: int | None = None) -> SweepResult:
-    """One (backbone, benchmark[, fold]) sweep without a whole config plan: :func:`plan_job` + :func:`run_job`."""
+    """One (backbone, benchmark[, fold]) sweep without a whole config plan: ``plan_job`` + :func:`run_job`."""
     return run_job(cfg, plan_job(cfg, backbone, benchmark, root, fold), resume=resume)
 
 
-def run_sweeps(cfg: SweepConfig, *, resume: bool = False) -> list[SweepResult]:
-    """Every job of the config's plan. The plan is made first (nothing starts Ray before it succeeds), then a local
-    Ray without the dashboard starts if none is running."""
-    plan = plan_sweeps(cfg)
+def run_sweeps(cfg: SweepConfig, *, resume: bool = False, plan: SweepPlan | None = None) -> list[SweepResult]:
+    """Every job of the config's plan (:func:`orchestrator.probe.plan.plan_sweeps`; made here unless given). The plan
+    is made first (nothing starts Ray before it succeeds), then a local Ray without the dashboard starts if none is
+    running."""
+    plan = plan or plan_sweeps(cfg)
     if not ray.is_initialized():
         ray.init(include_dashboard=False)
     ray.data.DataContext.get_current().enable_progress_bars = False  # the sweep prints its own progress lines

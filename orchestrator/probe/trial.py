@@ -27,8 +27,7 @@ from model.tasks import CLASS_TASKS, CLASSIFICATION_TASKS, DENSE_TASKS, MULTILAB
 from orchestrator.benchmarks.metrics import ScoreOptions, score_arrays
 from orchestrator.benchmarks.metrics_triplet import synthetic_triplet_maps
 from orchestrator.benchmarks.spec import BenchmarkSpec
-from orchestrator.probe.config import SweepConfig
-from orchestrator.probe.features import BackboneInfo
+from orchestrator.probe.config import BackboneInfo, SweepConfig
 from orchestrator.synthetic.specs import SYNTHETIC_BENCHMARKS, suite_triplet_map
 
 HEAD_FILE = "head.pt"

@@ -7,11 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from matplotlib import colormaps
-from matplotlib.colors import ListedColormap
-from matplotlib.patches import Patch
 from PIL import Image
-from sklearn.metrics import average_precision_score, confusion_matrix
 
 from orchestrator.benchmarks.metrics import score_arrays
 from orchestrator.benchmarks.metrics_dense import dice_curve
@@ -28,6 +24,10 @@ def class_names(classes: list[str], n: int) -> list[str]:
 
 
 def _colors(n: int) -> Any:
+    """A qualitative colormap with ``n`` distinct colours (tab10, else tab20 + tab20b)."""
+    from matplotlib import colormaps  # deferred: matplotlib (~1 s import), at draw time
+    from matplotlib.colors import ListedColormap  # deferred: matplotlib (~1 s import), at draw time
+
     if n <= 10:
         pool = [colormaps["tab10"](i) for i in range(10)]
     else:  # tab20 then tab20b: 40 distinct colours before any repeats
@@ -51,6 +51,8 @@ def video_order(arrays: Arrays) -> dict[str, np.ndarray]:
 # ---------------------------------------------------------------------------------------- classification
 def phase_ribbons(arrays: Arrays, classes: list[str]) -> Any:
     """Per test video: a ground-truth ribbon above a prediction ribbon, coloured by phase."""
+    from matplotlib.patches import Patch  # deferred: matplotlib (~1 s import), at draw time
+
     target, pred = arrays["target"].astype(int), arrays["pred"].astype(int)
     n = int(max(target.max(initial=0), pred.max(initial=0)) + 1)
     names, cmap = class_names(classes, n), _colors(n)
@@ -77,6 +79,8 @@ def phase_ribbons(arrays: Arrays, classes: list[str]) -> Any:
 
 def confusion(arrays: Arrays, classes: list[str]) -> Any:
     """Row-normalised confusion matrix (counts written in the cells when there are few classes)."""
+    from sklearn.metrics import confusion_matrix  # deferred: scikit-learn (~2 s import), at draw time
+
     target, pred = arrays["target"].astype(int), arrays["pred"].astype(int)
     n = int(max(target.max(initial=0), pred.max(initial=0), len(classes) - 1) + 1)
     names = class_names(classes, n)
@@ -103,6 +107,8 @@ def confusion(arrays: Arrays, classes: list[str]) -> Any:
 
 def per_class_ap(arrays: Arrays, classes: list[str]) -> Any:
     """Average precision of every class with at least one positive test sample."""
+    from sklearn.metrics import average_precision_score  # deferred: scikit-learn (~2 s import), at draw time
+
     target, score = arrays["target"].astype(int), arrays["score"].astype(float)
     names = class_names(classes, target.shape[1])
     ids = [c for c in range(target.shape[1]) if target[:, c].sum() > 0]
@@ -195,6 +201,8 @@ def segmentation_overlays(arrays: Arrays, classes: list[str]) -> Any:
 
 def depth_maps(arrays: Arrays, classes: list[str]) -> Any:
     """For a few test samples: true and predicted depth with one colour scale per sample (invalid = gray)."""
+    from matplotlib import colormaps  # deferred: matplotlib (~1 s import), at draw time
+
     target, pred = arrays["target"].astype(float), arrays["pred"].astype(float)
     idx = pick(len(target))
     cmap = colormaps["viridis"].with_extremes(bad="#808080")

@@ -29,9 +29,9 @@ def test_stage2_config_continues_stage1() -> None:
 
 
 def test_overrides_parse_yaml_scalars() -> None:
-    cfg = load_config(PretrainConfig, None, ["train.max_steps=7", "optim.lr=1e-3", "model.mask_ratio=[0.5, 0.6]",
+    cfg = load_config(PretrainConfig, None, ["train.max_steps=7", "optim.lr=1e-3", "model.mask.tube_ratio=[0.5, 0.6]",
                                             "data.manifest=null", "name=abc"])
-    assert cfg.train.max_steps == 7 and cfg.optim.lr == 1e-3 and tuple(cfg.model.mask_ratio) == (0.5, 0.6)
+    assert cfg.train.max_steps == 7 and cfg.optim.lr == 1e-3 and tuple(cfg.model.mask.tube_ratio) == (0.5, 0.6)
     assert cfg.name == "abc" and cfg.data.manifest is None
 
 
@@ -97,3 +97,20 @@ def test_slug_keeps_safe_characters_and_trims() -> None:
     assert slug("synthetic-phase|fold1") == "synthetic-phase_fold1"
     assert slug("__x.y__") == "x.y" and slug(":::") == ""
     assert slug("a" * 200) == "a" * 120 and slug("a" * 200, 100) == "a" * 100
+
+
+def test_iterations_per_epoch_sets_the_number_of_optimiser_steps() -> None:
+    """V-JEPA's epoch is ``ipe`` optimiser steps, not a pass over the corpus."""
+    from types import SimpleNamespace
+
+    from orchestrator.pretrain.driver import plan_steps
+
+    corpus = SimpleNamespace(default_epoch_size=lambda: 1000)  # 1000 clips of video
+    ipe = load_config(PretrainConfig, None, ["train.epochs=2", "train.iterations_per_epoch=300"])
+    assert plan_steps(ipe, corpus) == (300 * ipe.train.global_batch, 600)      # type: ignore[arg-type]
+    passes = load_config(PretrainConfig, None, ["train.epochs=2"])
+    assert plan_steps(passes, corpus) == (1000, 2 * 1000 // passes.train.global_batch)  # type: ignore[arg-type]
+    capped = load_config(PretrainConfig, None, ["train.iterations_per_epoch=300", "train.max_steps=7"])
+    assert plan_steps(capped, corpus)[1] == 7                                  # type: ignore[arg-type]
+    paper = load_config(PretrainConfig, CONFIG_DIR / "pretrain" / "vitl_stage1.yaml")
+    assert plan_steps(paper, corpus)[1] == paper.train.epochs * 300            # type: ignore[arg-type]

@@ -10,7 +10,16 @@ from conftest import counter_video, write_video
 
 from orchestrator.data.clip_index import build_clip_index, probe_all
 from orchestrator.data.config import DataConfig
-from orchestrator.data.decode import VideoInfo, crop_box, decode_batch, decode_clip, frame_indices, resized_size
+from orchestrator.data.decode import (
+    VideoInfo,
+    augment_clip,
+    crop_box,
+    decode_batch,
+    decode_clip,
+    frame_indices,
+    resized_size,
+    rrc_box,
+)
 from orchestrator.data.manifest import Manifest, ManifestError, Source, load_manifest
 
 
@@ -120,3 +129,40 @@ def test_manifest_errors_name_file_and_field(tmp_path: Path) -> None:
         load_manifest(bad)
     with pytest.raises(ManifestError, match="not found"):
         load_manifest(tmp_path / "nope.yaml")
+
+
+def test_random_resized_crop_boxes_follow_scale_and_aspect() -> None:
+    """V-JEPA 2's rule: area U(0.3, 1.0) of the frame, width/height log-uniform in (0.75, 1.35), inside the frame."""
+    rng = np.random.default_rng(0)
+    boxes = [rrc_box(256, 455, (0.3, 1.0), (0.75, 1.35), rng) for _ in range(500)]
+    for top, left, h, w in boxes:
+        assert 0 <= top and top + h <= 256 and 0 <= left and left + w <= 455
+    areas = np.array([h * w / (256 * 455) for _, _, h, w in boxes])
+    ratios = np.array([w / h for _, _, h, w in boxes])
+    assert areas.min() >= 0.29 and areas.max() <= 0.761  # the largest box that fits: 256 x 346 = 0.76 of the frame
+    assert ratios.min() >= 0.74 and ratios.max() <= 1.36
+    assert 0.95 <= np.median(ratios) <= 1.2  # log-uniform around sqrt(0.75 · 1.35) = 1.0; tall big boxes do not fit
+    # no box fits (aspect range far from the frame's): the centre box with the ratio clamped
+    assert rrc_box(10, 100, (0.9, 1.0), (0.75, 1.35), np.random.default_rng(0)) == (0, 43, 10, 14)
+
+
+def test_training_view_is_seeded_flipped_half_the_time_and_sized(tmp_path: Path) -> None:
+    ramp = np.broadcast_to(np.arange(64, dtype=np.uint8)[None, None, :, None] * 4, (3, 48, 64, 3)).copy()
+    cfg = DataConfig(frames=3, short_side=48, crop=32, augment="rrc", hflip=True)
+    views = [augment_clip(ramp, cfg, seed) for seed in range(40)]
+    assert all(v.shape == (3, 32, 32, 3) and v.dtype == np.uint8 for v in views)
+    assert np.array_equal(augment_clip(ramp, cfg, 5), views[5])              # a descriptor always gives one view
+    flipped = [v[0, 0, 0, 0] > v[0, 0, -1, 0] for v in views]               # the ramp runs right-to-left
+    assert 10 <= sum(flipped) <= 30
+    plain = augment_clip(ramp, cfg.model_copy(update={"augment": "crop", "hflip": False}), 3)
+    rng = np.random.default_rng(3)
+    top, left = int(rng.integers(0, 48 - 32 + 1)), int(rng.integers(0, 64 - 32 + 1))
+    assert np.array_equal(plain, ramp[:, top:top + 32, left:left + 32])    # the plain random crop, unchanged
+
+
+def test_decode_with_augmentation_keeps_the_clip_timestamps(tmp_path: Path) -> None:
+    path = counter_video(tmp_path / "c.mp4", seconds=6, fps=10, width=80, height=60)
+    cfg = DataConfig(frames=4, sample_fps=1.0, short_side=48, crop=40)   # rrc + flip by default
+    clip = decode_clip(str(path), 1.0, VideoInfo(fps=10.0, num_frames=60, width=80, height=60), cfg, crop_seed=11)
+    assert clip.shape == (4, 40, 40, 3)
+    assert np.allclose(clip.reshape(4, -1).mean(1), [40, 80, 120, 160], atol=6)  # same frames, uniform grey

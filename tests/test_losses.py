@@ -8,7 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from model.losses import affinity_distillation_loss, covariance_loss, motion_guided_loss, variance_loss
+from model.losses import (
+    affinity_distillation_loss,
+    covariance_loss,
+    motion_guided_loss,
+    motion_share,
+    top_k,
+    tube_errors,
+    variance_loss,
+)
 
 # target = 0, pred rows constant → l_i = |value| exactly.
 L0 = [1.0, 2.0, 3.0, 4.0]
@@ -148,3 +156,36 @@ def test_covariance_loss_matches_numpy() -> None:
 def test_covariance_zero_for_decorrelated_dims() -> None:
     x = torch.tensor([[[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]]])
     assert covariance_loss(x).item() == pytest.approx(0.0, abs=1e-7)
+
+
+# ------------------------------------------------------------------------------------- per-token prediction loss
+def test_per_token_errors_by_hand() -> None:
+    """Tt = 2 tokens per tube: l_i = mean over the tube's tokens and dims of |pred − target|."""
+    pred = torch.tensor([[[[1.0, 1.0], [4.0, 0.0]], [[3.0, 3.0], [0.0, 2.0]]]])  # [B=1, Tt=2, M=2, D=2]
+    target = torch.zeros_like(pred)
+    # tube 0: tokens |1,1| and |3,3| → (1 + 3) / 2 = 2;  tube 1: |4,0| → 2 and |0,2| → 1 → 1.5
+    assert tube_errors(pred, target).tolist() == [[2.0, 1.5]]
+    got = motion_guided_loss(pred, target, torch.tensor([[0.0, 1.0]]), k=1, gamma=2.0, mode="topk")
+    assert got.item() == pytest.approx((1 * 2.0 + 2 * 1.5) / 2)  # top-1 is tube 1, w = softmax over one = 1
+
+
+def test_loss_sees_a_change_over_time_inside_a_masked_tube() -> None:
+    """Target tokens go 0 → 2 over time, the prediction is their time mean (1) at every step: the tube-averaged
+    loss is blind to it (0), the per-token loss is not (|1−0| and |1−2| → 1)."""
+    target = torch.tensor([[[[0.0]], [[2.0]]]])            # [1, Tt=2, M=1, D=1]
+    pred = torch.ones_like(target)
+    g = torch.zeros(1, 1)
+    per_token = motion_guided_loss(pred, target, g, mode="none")
+    per_tube = motion_guided_loss(pred.mean(1), target.mean(1), g, mode="none")
+    assert per_token.item() == pytest.approx(1.0) and per_tube.item() == pytest.approx(0.0)
+
+
+def test_motion_share_and_top_k_fraction_by_hand() -> None:
+    err = torch.tensor([L0])                          # l = 1, 2, 3, 4
+    g = torch.tensor([G0])                            # top-3: tubes 1, 2, 3
+    w = _softmax([2.0, 4.0, 6.0])
+    extra = w[0] * 2 + w[1] * 3 + w[2] * 4
+    assert motion_share(err, g, 3).item() == pytest.approx(extra / (sum(L0) + extra), rel=1e-6)
+    assert motion_share(torch.zeros(1, 4), g, 3).item() == 0.0  # no error, no share (no division by zero)
+    assert top_k(torch.zeros(1, 157), 3) == 3 and top_k(torch.zeros(1, 157), 3, 0.25) == 40
+    assert top_k(torch.zeros(1, 2), 3) == 2 and top_k(torch.zeros(1, 5), 3, 0.01) == 1

@@ -66,12 +66,53 @@ def crop_box(height: int, width: int, crop: int, seed: int | None) -> tuple[int,
     return int(rng.integers(0, height - crop + 1)), int(rng.integers(0, width - crop + 1))
 
 
+def rrc_box(height: int, width: int, scale: tuple[float, float], aspect: tuple[float, float],
+            rng: np.random.Generator, tries: int = 10) -> tuple[int, int, int, int]:
+    """(top, left, h, w) of a random-resized-crop box (torchvision's / V-JEPA 2's rule): area = U(scale) of the
+    frame, width / height log-uniform in ``aspect``; ``tries`` draws, then the centre box of the frame with its
+    aspect ratio clamped to ``aspect``."""
+    area = height * width
+    log_lo, log_hi = np.log(aspect[0]), np.log(aspect[1])
+    for _ in range(tries):
+        target = area * rng.uniform(scale[0], scale[1])
+        ratio = float(np.exp(rng.uniform(log_lo, log_hi)))
+        w, h = int(round(np.sqrt(target * ratio))), int(round(np.sqrt(target / ratio)))
+        if 0 < w <= width and 0 < h <= height:
+            return int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1)), h, w
+    frame_ratio = width / height
+    if frame_ratio < aspect[0]:
+        w, h = width, int(round(width / aspect[0]))
+    elif frame_ratio > aspect[1]:
+        h, w = height, int(round(height * aspect[1]))
+    else:
+        h, w = height, width
+    return (height - h) // 2, (width - w) // 2, h, w
+
+
+def augment_clip(clip: np.ndarray, cfg: DataConfig, seed: int) -> np.ndarray:
+    """Training view of a decoded clip ``[T, H, W, 3]`` → ``[T, crop, crop, 3]``: one box for every frame
+    (random-resized crop, or a plain random crop), then a horizontal flip with probability 0.5; all draws from
+    ``seed``, so a clip descriptor always gives the same view."""
+    rng = np.random.default_rng(seed)
+    if cfg.augment == "rrc":
+        top, left, h, w = rrc_box(clip.shape[1], clip.shape[2], cfg.rrc_scale, cfg.rrc_aspect, rng)
+        out = resize_frames(np.ascontiguousarray(clip[:, top:top + h, left:left + w]), cfg.crop, cfg.crop)
+    else:
+        top = int(rng.integers(0, clip.shape[1] - cfg.crop + 1))
+        left = int(rng.integers(0, clip.shape[2] - cfg.crop + 1))
+        out = clip[:, top:top + cfg.crop, left:left + cfg.crop]
+    if cfg.hflip and rng.random() < 0.5:
+        out = out[:, :, ::-1]
+    return np.ascontiguousarray(out)
+
+
 def decode_clip(path: str, start_s: float, video: VideoMeta, cfg: DataConfig, crop_seed: int | None,
                 threads: int = 1) -> np.ndarray:
     """Decode one clip of ``cfg.frames`` frames at ``cfg.sample_fps`` from ``start_s`` → uint8 ``[T, crop, crop, 3]``
-    (decord resizes the short side to ``cfg.short_side`` while decoding; random crop with ``crop_seed``, centre crop
-    with None). ``video`` comes from the clip index; ``threads`` is decord's decoder threads (0 = auto; the
-    pipeline uses 1 per task and gets its parallelism from Ray). Raises on unreadable data or a clip past the end."""
+    (decord resizes the short side to ``cfg.short_side`` while decoding; the training view of
+    :func:`augment_clip` with ``crop_seed``, the centre crop with None). ``video`` comes from the clip index;
+    ``threads`` is decord's decoder threads (0 = auto; the pipeline uses 1 per task and gets its parallelism from
+    Ray). Raises on unreadable data or a clip past the end."""
     frames, sample_fps, fps, crop = cfg.frames, cfg.sample_fps, video.fps, cfg.crop
     rw, rh = resized_size(video.width, video.height, cfg.short_side)
     vr = decord.VideoReader(path, ctx=decord.cpu(0), width=rw, height=rh, num_threads=threads)
@@ -87,7 +128,9 @@ def decode_clip(path: str, start_s: float, video: VideoMeta, cfg: DataConfig, cr
         del vr
         native = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=threads)
         clip = resize_frames(native.get_batch(idx.tolist()).asnumpy(), rh, rw)
-    top, left = crop_box(clip.shape[1], clip.shape[2], crop, crop_seed)
+    if crop_seed is not None:
+        return augment_clip(clip, cfg, crop_seed)
+    top, left = crop_box(clip.shape[1], clip.shape[2], crop, None)
     return np.ascontiguousarray(clip[:, top:top + crop, left:left + crop])
 
 

@@ -38,6 +38,9 @@ class ScalingSection(Strict):
 
 class TrainConfig(Strict):
     epochs: int = Field(1, gt=0)
+    iterations_per_epoch: int | None = Field(
+        None, gt=0, description="an epoch is this many optimiser steps (V-JEPA's 'ipe', 300 in its and the authors' "
+        "configs); null = one pass over data.samples_per_epoch clips")
     max_steps: int | None = Field(None, gt=0, description="stop after this many optimiser steps (overrides epochs)")
     global_batch: int = Field(4, gt=0, description="clips per optimiser step over all workers")
     batch_per_worker: int = Field(2, gt=0, description="clips per forward pass on one worker")

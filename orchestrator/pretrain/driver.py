@@ -121,9 +121,15 @@ def make_trainer(cfg: PretrainConfig, dataset: Any, ctx: RunContext, storage: Pa
 
 
 def plan_steps(cfg: PretrainConfig, plan: SamplingPlan) -> tuple[int, int]:
-    """(epoch size in samples, total optimiser steps)."""
-    epoch_size = cfg.data.samples_per_epoch or plan.default_epoch_size()
-    total = cfg.train.max_steps or math.ceil(cfg.train.epochs * epoch_size / cfg.train.global_batch)
+    """(epoch size in samples, total optimiser steps). With ``train.iterations_per_epoch`` an epoch is that many
+    optimiser steps of ``global_batch`` clips; otherwise one pass over ``samples_per_epoch`` (default: the corpus'
+    video time cut into clips). ``train.max_steps`` wins over both."""
+    t = cfg.train
+    if t.iterations_per_epoch:
+        epoch_size = t.iterations_per_epoch * t.global_batch
+    else:
+        epoch_size = cfg.data.samples_per_epoch or plan.default_epoch_size()
+    total = t.max_steps or math.ceil(t.epochs * epoch_size / t.global_batch)
     return epoch_size, total
 
 
@@ -151,7 +157,8 @@ def open_run(cfg: PretrainConfig, uri: str, run_dir: Path, index: ClipIndex, tot
     :class:`RunContext` the workers get."""
     run_id, resumed = start_or_resume_run(uri, cfg.tracking.experiment, cfg.name, tags={JOB_TAG: JOB_PRETRAIN})
     print(f"[pretrain] MLflow run {run_id} ({'resumed' if resumed else 'new'}) at {uri}", flush=True)
-    log_params(uri, run_id, cfg.model_dump(mode="json"))
+    log_params(uri, run_id, {**cfg.model_dump(mode="json"), "plan": {"total_steps": total_steps,
+                                                                     "epoch_size_clips": epoch_size}})
     skipped_file = run_dir / SKIPPED_ARTIFACT
     skipped_file.write_text(json.dumps([s.model_dump() for s in index.skipped], indent=2))
     log_artifact(uri, run_id, skipped_file)
@@ -171,6 +178,9 @@ def run_pretraining(cfg: PretrainConfig) -> PretrainResult:
     init_ray(cfg)
     plan = SamplingPlan.from_index(index)
     epoch_size, total_steps = plan_steps(cfg, plan)
+    print(f"[pretrain] plan: {total_steps} optimiser steps × {cfg.train.global_batch} clips (epoch = {epoch_size} "
+          f"clips, {cfg.scaling.num_workers} worker(s), accumulation {cfg.accum_steps}, "
+          f"{cfg.model.mask.num_sets} mask set(s) per clip)", flush=True)
     storage = Path(cfg.ray.storage_path or work_dir() / "ray_results").expanduser().resolve()
     run_dir = storage / cfg.name
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -178,8 +188,6 @@ def run_pretraining(cfg: PretrainConfig) -> PretrainResult:
     run_id = ctx.run_id
     dataset = clip_dataset(plan, cfg.data, seed=cfg.train.seed, epoch_size=epoch_size,
                            total=total_steps * cfg.train.global_batch, position_file=ctx.position_file)
-    print(f"[pretrain] {total_steps} steps × {cfg.train.global_batch} clips (epoch = {epoch_size} clips, "
-          f"{cfg.scaling.num_workers} worker(s), accumulation {cfg.accum_steps})", flush=True)
     try:
         result = make_trainer(cfg, dataset, ctx, storage).fit()
     except BaseException:

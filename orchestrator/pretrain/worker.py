@@ -25,12 +25,14 @@ import torch
 import torch.distributed as dist
 from pydantic import BaseModel, ConfigDict
 
-from model.jepa import LOSS_KEYS, SurgMotion, surgmotion_param_groups
+from model.jepa import DIAGNOSTIC_KEYS, LOSS_KEYS, SurgMotion, surgmotion_param_groups
 from model.vit import uint8_clip_to_float
 from orchestrator.data.pipeline import ClipCollate, write_position
 from orchestrator.pretrain.checkpoint import load_model_weights, load_train_state, save_checkpoint, set_rng_state
 from orchestrator.pretrain.config import PretrainConfig
 from orchestrator.tracking import MetricLogger
+
+LOG_KEYS = LOSS_KEYS + DIAGNOSTIC_KEYS  # per-step values of the model's output dict that reach MLflow
 
 # Ray Train V2 patches print() in workers (and tees it when MLflow wraps stdout): log instead, printed once.
 log = logging.getLogger("surgmotion.pretrain")
@@ -142,7 +144,7 @@ class Worker:
             with amp:
                 out = self.net(clip, generator=gen)
             (out["loss"] / self.cfg.accum_steps).backward()
-        return {k: float(out[k].detach()) for k in LOSS_KEYS}
+        return {k: float(out[k].detach()) for k in LOG_KEYS}
 
     def optimizer_step(self) -> tuple[float, float]:
         o, total = self.cfg.optim, self.ctx.total_steps
@@ -186,7 +188,7 @@ class Worker:
         """One optimiser step's micro-batches: ``accum_steps`` forward/backward passes (DDP syncs on the last).
         Returns (mean loss terms, clips seen, seconds waiting for data), or None when the stream ended first."""
         n = self.cfg.accum_steps
-        losses: dict[str, float] = {k: 0.0 for k in LOSS_KEYS}
+        losses: dict[str, float] = {k: 0.0 for k in LOG_KEYS}
         clips, waited = 0, 0.0
         for micro in range(n):
             t0 = time.perf_counter()
@@ -195,7 +197,7 @@ class Worker:
             if batch is None:
                 return None
             out = self.micro_step(batch, micro, sync=micro == n - 1)
-            losses = {k: losses[k] + out[k] / n for k in LOSS_KEYS}
+            losses = {k: losses[k] + out[k] / n for k in LOG_KEYS}
             clips += len(batch["index"])
         return losses, clips, waited
 

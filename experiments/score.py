@@ -1,8 +1,12 @@
 """Score saved predictions: prints one JSON object {metric: value} on stdout.
 
     python experiments/score.py --task phase --input preds.npz [--num-classes 7] [--relaxed --fps 1]
+    python experiments/score.py --task triplet --input preds.npz [--maps CholecT50/label_mapping.txt]
 
-NPZ keys per task and metric definitions: docs/metrics.md. Input errors go to stderr with exit code 2.
+NPZ keys per task and metric definitions: docs/metrics.md. Phase: unrelaxed video-wise metrics, the union-convention
+f1_union / jaccard_union, and with --relaxed the relaxed metrics as <name>_relaxed. Triplet: the component map is the
+official CholecT50 table shipped with the package unless the NPZ has a 'maps' key or --maps is given.
+Input errors go to stderr with exit code 2.
 Undefined values (e.g. Spearman of a constant prediction) are printed as JSON null.
 """
 from __future__ import annotations
@@ -29,13 +33,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--task", required=True, choices=TASKS)
     parser.add_argument("--input", required=True, type=Path, help="prediction .npz (keys: docs/metrics.md)")
     parser.add_argument("--num-classes", type=int, help="label-space size (phase/action; default max label + 1)")
-    parser.add_argument("--relaxed", action="store_true", help="phase: Cholec80/M2CAI16 relaxed boundary")
+    parser.add_argument("--relaxed", action="store_true",
+                        help="phase: add the Cholec80/M2CAI16 relaxed-boundary metrics (<name>_relaxed)")
     parser.add_argument("--fps", type=float, help="phase --relaxed: evaluation sampling rate (window = 10*fps)")
     parser.add_argument("--relaxed-protocol", choices=("cholec80", "m2cai16"),
                         help="phase --relaxed: phase rules (default: m2cai16 for 8 classes, else cholec80)")
     parser.add_argument("--aggregation", choices=("video", "phase"), default="video",
                         help="phase: video-wise (default) or MATLAB phase-wise aggregation")
-    parser.add_argument("--maps", type=Path, help="triplet: .npz with key 'maps', [100, 3] (instrument, verb, target)")
+    parser.add_argument("--maps", type=Path,
+                        help="triplet: component map overriding the packaged CholecT50 table: .npz with key 'maps' "
+                             "([N, 3] instrument, verb, target) or a text table IVT,I,V,T[,IV,IT]")
     parser.add_argument("--ignore-null", action="store_true", help="triplet: drop null triplets 94-99 from ap_ivt")
     return parser
 

@@ -51,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--all", action="store_true", help="every benchmark of the config (default: synthetic suite)")
     ap.add_argument("--benchmark", action="append", default=[], metavar="NAME", help="benchmark (repeatable)")
     ap.add_argument("--backbone", action="append", default=[], metavar="SPEC",
-                    help="random[:size] | surgmotion:<ckpt dir> | timm:<name>[@<weights>] (repeatable)")
+                    help="random[:size] | surgmotion:<ckpt dir> | timm:<name>[@<weights>] | "
+                         "vjepa2:<official .pt>[#encoder][,heads=<n>] (repeatable; docs/sweeps.md)")
     ap.add_argument("--data-root", help="root of the benchmark data (default: the config's / the synthetic suite)")
     ap.add_argument("--config", default=str(DEFAULT_CONFIG), help="sweep YAML (default: %(default)s)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",

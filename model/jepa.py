@@ -68,9 +68,20 @@ class SurgMotionConfig(BaseModel):
     predictor: PredictorConfig = Field(default_factory=PredictorConfig)
     loss: LossConfig = Field(default_factory=LossConfig)
     mask: MaskConfig = Field(default_factory=MaskConfig)
-    ema_momentum: float = Field(0.99925, ge=0.0, le=1.0)
+    ema_momentum: float = Field(0.99925, ge=0.0, le=1.0, description="EMA momentum of the target encoder "
+                                "(V-JEPA 2: 0.99925, constant); the start of the ramp when ema_final is set")
+    ema_final: float | None = Field(None, ge=0.0, le=1.0, description="null = constant ema_momentum; else a linear "
+                                    "ramp from ema_momentum to this over the run's steps (V-JEPA 1: 0.998 -> 1.0)")
     pixel_mean: tuple[float, float, float] = IMAGENET_MEAN
     pixel_std: tuple[float, float, float] = IMAGENET_STD
+
+
+def ema_momentum_at(step: int, total: int, start: float, final: float | None) -> float:
+    """Momentum for optimiser step ``step`` of ``total``: ``start`` when ``final`` is None, else linear from
+    ``start`` (step 0) to ``final`` (step ``total``)."""
+    if final is None:
+        return start
+    return start + (final - start) * min(1.0, step / max(1, total))
 
 
 def tube_latents(tokens: torch.Tensor, num_time: int) -> torch.Tensor:

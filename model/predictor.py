@@ -5,7 +5,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from model.vit import PosEmbedCache, ViTSize, init_vit_weights, make_blocks, run_blocks
+from model.vit import PosEmbedCache, PosEmbedKind, ViTSize, init_vit_weights, make_blocks, make_rope, run_blocks
 
 DEFAULT_DEPTH, DEFAULT_DIM, DEFAULT_HEADS = 12, 384, 12  # V-JEPA's narrow predictor
 
@@ -23,14 +23,17 @@ class PredictorConfig(BaseModel):
     mlp_ratio: float = Field(4.0, gt=0)
     drop_path: float = Field(0.0, ge=0.0, lt=1.0)
     activation_checkpointing: bool = False
+    pos_embed: PosEmbedKind | None = Field(None, description="null = the encoder's (model.encoder.pos_embed)")
 
 
 class Predictor(nn.Module):
     """``forward(ctx [B, Kv, D], visible_tokens [B, Kv], masked_tokens [B, Km], grid)`` → ``[B, Km, D]``.
 
     Context tokens are projected to the predictor width and get the predictor's sin-cos position of their token;
-    each masked token starts as the shared learnable query q plus its position e_i. Only the masked outputs are
-    returned, projected back to the encoder width.
+    each masked token starts as the shared learnable query q plus its position e_i. With RoPE (``pos_embed`` rope /
+    rope_interleaved, V-JEPA 2's predictor) nothing is added: every attention rotates queries and keys by the
+    tokens' grid positions (``visible_tokens`` then ``masked_tokens``). Only the masked outputs are returned,
+    projected back to the encoder width.
     """
 
     def __init__(self, encoder_dim: int, cfg: PredictorConfig | None = None, size: ViTSize | None = None) -> None:
@@ -44,8 +47,10 @@ class Predictor(nn.Module):
         self.embed_dim = dim
         self.embed = nn.Linear(encoder_dim, dim)
         self.query = nn.Parameter(torch.zeros(dim))
-        self.pos_embed = PosEmbedCache(dim)
-        self.blocks = make_blocks(dim, depth, heads, self.cfg.mlp_ratio, self.cfg.drop_path)
+        self.pos_kind: PosEmbedKind = self.cfg.pos_embed or (size.pos_embed if size else "sincos")
+        self.rope = make_rope(self.pos_kind, dim, heads)
+        self.pos_embed = None if self.rope is not None else PosEmbedCache(dim)
+        self.blocks = make_blocks(dim, depth, heads, self.cfg.mlp_ratio, self.cfg.drop_path, rope=self.rope is not None)
         self.norm = nn.LayerNorm(dim, eps=1e-6)
         self.proj = nn.Linear(dim, encoder_dim)
         init_vit_weights(self, self.blocks)
@@ -53,10 +58,14 @@ class Predictor(nn.Module):
     def forward(self, ctx: torch.Tensor, visible_tokens: torch.Tensor, masked_tokens: torch.Tensor,
                 grid: tuple[int, int, int]) -> torch.Tensor:
         x = self.embed(ctx)
-        pos = self.pos_embed(grid, x.device, x.dtype)  # [N, Dp]
-        x = x + pos[visible_tokens]
-        m = self.query.to(x.dtype) + pos[masked_tokens]
+        m = self.query.to(x.dtype).expand(x.shape[0], masked_tokens.shape[1], -1)
+        rope = None
+        if self.pos_embed is not None:
+            pos = self.pos_embed(grid, x.device, x.dtype)  # [N, Dp]
+            x, m = x + pos[visible_tokens], m + pos[masked_tokens]
+        elif self.rope is not None:
+            rope = self.rope.tables(grid, torch.cat([visible_tokens, masked_tokens], dim=1), x.device, x.dtype)
         z = torch.cat([x, m], dim=1)
-        z = run_blocks(self.blocks, z, self.cfg.activation_checkpointing and self.training)
+        z = run_blocks(self.blocks, z, self.cfg.activation_checkpointing and self.training, rope)
         z = self.norm(z[:, x.shape[1]:])
         return self.proj(z)

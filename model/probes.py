@@ -11,7 +11,9 @@ Heads: 16 by default; when 16 does not divide ``D`` the probe uses the **largest
 requested number** (e.g. D=200 → 10 heads, D=192 → 16 heads, D=1408 → 16 heads) — see :func:`resolve_num_heads`.
 Without positional encoding the probe is invariant to the order of its input tokens.
 
-**DenseProbe** (segmentation / depth on the patch-token grid), architecture::
+**Dense heads** (segmentation / depth). The default is the multi-level DPT-style :class:`model.dpt.DPTProbe`
+(tokens of 4 encoder depths, progressive upsampling; its module docstring). **DenseProbe** (``dense_head="conv"``,
+last-layer tokens on the patch-token grid), architecture::
 
     tokens [B, Tt*Hp*Wp, D] → LayerNorm(D) → mean over the Tt time steps → [B, D, Hp, Wp]
       → Conv3x3(D → hidden) → GroupNorm(8) → GELU
@@ -28,6 +30,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from functools import partial
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -35,8 +38,11 @@ from einops import rearrange, reduce
 from timm.layers import Mlp, trunc_normal_
 from torch import nn
 
+from model.dpt import DPTProbe
 from model.tasks import CLASS_TASKS, DENSE_TASKS, check_task
 from model.vit import init_vit_weights, make_blocks, run_blocks
+
+DenseHead = Literal["dpt", "conv"]
 
 
 def resolve_num_heads(embed_dim: int, num_heads: int = 16) -> int:
@@ -175,12 +181,20 @@ def head_outputs(task: str, num_classes: int) -> int:
 
 def build_probe(task: str, embed_dim: int, num_classes: int = 0, *, grid: Sequence[int] | None = None,
                 image_size: int | Sequence[int] | None = None, depth: int = 4, num_heads: int = 16,
-                mlp_ratio: float = 4.0, hidden_dim: int = 128) -> nn.Module:
-    """The probe for a task: :class:`AttentiveProbe` for clip-level tasks, :class:`DenseProbe` for dense ones."""
+                mlp_ratio: float = 4.0, hidden_dim: int = 128, levels: int = 1,
+                dense_head: DenseHead = "dpt") -> nn.Module:
+    """The probe for a task: :class:`AttentiveProbe` for clip-level tasks; for dense ones the multi-level
+    :class:`model.dpt.DPTProbe` over ``levels`` token levels (``dense_head="dpt"``) or the single-level
+    :class:`DenseProbe` (``"conv"``, last-layer tokens and two convs)."""
     out = head_outputs(task, num_classes)
     if task in DENSE_TASKS:
         if grid is None:
             raise ValueError(f"{task}: a dense probe needs the backbone's token grid (Tt, Hp, Wp)")
+        if dense_head == "dpt":
+            return DPTProbe(embed_dim, out, grid, levels=levels, image_size=image_size, hidden_dim=hidden_dim,
+                            positive=task == "depth")
+        if dense_head != "conv" or levels != 1:
+            raise ValueError(f"{task}: dense_head {dense_head!r} with {levels} levels (dpt: 1-4 levels; conv: 1)")
         return DenseProbe(embed_dim, out, grid, image_size=image_size, hidden_dim=hidden_dim,
                           positive=task == "depth")
     return AttentiveProbe(embed_dim, out, depth=depth, num_heads=num_heads, mlp_ratio=mlp_ratio)

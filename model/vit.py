@@ -1,4 +1,4 @@
-"""Video ViT encoder: tubelet patch embedding, fixed 3D sin-cos positions for any (T, H, W) grid, SDPA blocks.
+"""Video ViT encoder: tubelet patch embedding, 3D sin-cos positions or 3D RoPE for any (T, H, W) grid, SDPA blocks.
 
 Token order is time-major: token ``t * (Hp * Wp) + h * Wp + w`` is tubelet ``t`` at patch row ``h``, column ``w``.
 A *tube* is one spatial patch position ``s = h * Wp + w`` across all ``Tt = T / tubelet`` time steps.
@@ -8,17 +8,23 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from functools import partial
+from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from einops import rearrange
 from pydantic import BaseModel, ConfigDict, Field
 from timm.layers import trunc_normal_
-from timm.models.vision_transformer import Block
+from timm.models.vision_transformer import Attention, Block
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from model.rope import Rope3D, RopePairing, RopeTables, apply_rope
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+PosEmbedKind = Literal["sincos", "rope", "rope_interleaved"]
+ROPE_PAIRING: dict[str, RopePairing] = {"rope": "vjepa2", "rope_interleaved": "interleaved"}
 
 
 class ViTSize(BaseModel):
@@ -33,6 +39,7 @@ class ViTSize(BaseModel):
     pred_dim: int = 384
     pred_depth: int = 12
     pred_heads: int = 12
+    pos_embed: PosEmbedKind = "sincos"  # the encoder's position scheme, which its predictor follows
 
 
 VIT_SIZES: dict[str, ViTSize] = {
@@ -58,11 +65,15 @@ class EncoderConfig(BaseModel):
     in_chans: int = 3
     drop_path: float = Field(0.0, ge=0.0, lt=1.0)
     activation_checkpointing: bool = False
+    pos_embed: PosEmbedKind = Field(
+        "sincos", description="sincos: fixed 3D sin-cos table added to the tokens; rope: V-JEPA 2's 3D RoPE in "
+        "every attention (their checkpoints); rope_interleaved: textbook-paired 3D RoPE (model/rope.py)")
 
     def resolved(self) -> ViTSize:
+        """The size's dims, with this encoder's ``pos_embed`` (the predictor follows it)."""
         if self.size not in VIT_SIZES:
             raise ValueError(f"encoder.size: unknown size {self.size!r}; choose from {sorted(VIT_SIZES)}")
-        return VIT_SIZES[self.size]
+        return VIT_SIZES[self.size].model_copy(update={"pos_embed": self.pos_embed})
 
 
 def _sincos_1d(dim: int, pos: torch.Tensor) -> torch.Tensor:
@@ -72,19 +83,22 @@ def _sincos_1d(dim: int, pos: torch.Tensor) -> torch.Tensor:
     return torch.cat([out.sin(), out.cos()], dim=1)
 
 
-def sincos_pos_embed_3d(dim: int, grid: Sequence[int]) -> torch.Tensor:
+def sincos_pos_embed_3d(dim: int, grid: Sequence[int], uniform_power: bool = True) -> torch.Tensor:
     """Fixed 3D sin-cos positions for a (Tt, Hp, Wp) token grid → float32 ``[Tt*Hp*Wp, dim]`` (time-major).
 
-    Each axis gets ``2*ceil(dim/6)`` channels (equal frequency budget per axis); the concatenation
-    [t, h, w] is truncated to ``dim``.
+    Each axis gets ``2*ceil(dim/6)`` channels (equal frequency budget per axis; V-JEPA's ``uniform_power: true``,
+    the table this encoder uses); the concatenation [t, h, w] is truncated to ``dim``. ``uniform_power=False``
+    gives V-JEPA's other table (t: ``dim // 2``, h and w: ``dim // 4`` channels each), used only to recognise
+    official checkpoints.
     """
     tt, hp, wp = grid
     axis_dim = 2 * math.ceil(dim / 6)
     if axis_dim % 2:
         axis_dim += 1
+    dims = (axis_dim,) * 3 if uniform_power else (dim // 2, dim // 4, dim // 4)
     gt, gh, gw = torch.meshgrid(torch.arange(tt), torch.arange(hp), torch.arange(wp), indexing="ij")
     table = torch.cat(
-        [_sincos_1d(axis_dim, g.reshape(-1)) for g in (gt, gh, gw)], dim=1
+        [_sincos_1d(d, g.reshape(-1)) for d, g in zip(dims, (gt, gh, gw))], dim=1
     )
     return table[:, :dim].to(torch.float32)
 
@@ -124,45 +138,86 @@ def init_vit_weights(module: nn.Module, blocks: Iterable[nn.Module]) -> None:
             proj.weight.data.div_(math.sqrt(2.0 * layer))
 
 
-def make_blocks(dim: int, depth: int, heads: int, mlp_ratio: float, drop_path: float) -> nn.ModuleList:
-    """Pre-norm transformer blocks (timm ``Block``: fused SDPA attention, GELU MLP, qkv bias, LN eps 1e-6)."""
-    rates = torch.linspace(0, drop_path, depth).tolist()
+class RoPEAttention(Attention):
+    """timm ``Attention`` (same parameters: ``qkv``, ``proj``) whose queries and keys are rotated by RoPE tables
+    after the qkv split; SDPA."""
+
+    def forward(self, x: torch.Tensor, rope: RopeTables | None = None,  # type: ignore[override]
+                attn_mask: torch.Tensor | None = None, is_causal: bool = False) -> torch.Tensor:
+        q, k, v = rearrange(self.qkv(x), "b n (three h d) -> three b h n d", three=3, h=self.num_heads).unbind(0)
+        if rope is not None:
+            q, k = apply_rope(q, rope), apply_rope(k, rope)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=is_causal,
+                                             dropout_p=self.attn_drop.p if self.training else 0.0)
+        return self.proj_drop(self.proj(rearrange(out, "b h n d -> b n (h d)")))
+
+
+class RoPEBlock(Block):
+    """timm ``Block`` with :class:`RoPEAttention`: the same parameter names, ``forward(x, rope)``."""
+
+    def forward(self, x: torch.Tensor, rope: RopeTables | None = None,  # type: ignore[override]
+                attn_mask: torch.Tensor | None = None, is_causal: bool = False) -> torch.Tensor:
+        x = x + self.drop_path1(self.ls1(self.attn(self.norm1(x), rope=rope, attn_mask=attn_mask,
+                                                   is_causal=is_causal)))
+        return x + self.drop_path2(self.ls2(self.mlp(self.norm2(x))))
+
+
+def make_blocks(dim: int, depth: int, heads: int, mlp_ratio: float, drop_path: float,
+                rope: bool = False) -> nn.ModuleList:
+    """Pre-norm transformer blocks (timm ``Block``: fused SDPA attention, GELU MLP, qkv bias, LN eps 1e-6);
+    ``rope``: :class:`RoPEBlock` (same parameters; positions enter every attention as RoPE tables)."""
+    rates = torch.linspace(0, drop_path, depth, device="cpu").tolist()  # also under a meta-device context
     norm = partial(nn.LayerNorm, eps=1e-6)
+    cls = RoPEBlock if rope else Block
+    extra = {"attn_layer": RoPEAttention} if rope else {}
     return nn.ModuleList(
-        Block(dim, heads, mlp_ratio=mlp_ratio, qkv_bias=True, drop_path=r,
-              norm_layer=norm)  # type: ignore[arg-type]  # timm calls it as a factory; a partial is one
+        cls(dim, heads, mlp_ratio=mlp_ratio, qkv_bias=True, drop_path=r,
+            norm_layer=norm, **extra)  # type: ignore[arg-type]  # timm calls it as a factory; a partial is one
         for r in rates
     )
 
 
-def run_blocks(blocks: nn.ModuleList, x: torch.Tensor, use_checkpoint: bool) -> torch.Tensor:
+def run_blocks(blocks: nn.ModuleList, x: torch.Tensor, use_checkpoint: bool,
+               rope: RopeTables | None = None) -> torch.Tensor:
+    """The blocks in order (``rope``: the RoPE tables every block's attention uses)."""
+    args = () if rope is None else (rope,)
     for blk in blocks:
         if use_checkpoint and x.requires_grad:
-            x = checkpoint(blk, x, use_reentrant=False)
+            x = checkpoint(blk, x, *args, use_reentrant=False)
         else:
-            x = blk(x)
+            x = blk(x, *args)
     return x
+
+
+def make_rope(pos_embed: PosEmbedKind, dim: int, heads: int) -> Rope3D | None:
+    """The RoPE table builder for ``pos_embed`` ``rope`` / ``rope_interleaved`` (head dim ``dim // heads``)."""
+    return Rope3D(dim // heads, ROPE_PAIRING[pos_embed]) if pos_embed in ROPE_PAIRING else None
 
 
 class VideoViT(nn.Module):
     """Video ViT: ``[B, C, T, H, W]`` → tokens ``[B, N, D]`` (after the final LayerNorm).
 
-    ``token_idx`` (``[B, K]``, time-major token indices) keeps only those tokens after adding positions, so the
-    context encoder runs on visible tokens only.
+    ``token_idx`` (``[B, K]``, time-major token indices) keeps only those tokens after the patch embedding (and the
+    sin-cos positions), so the context encoder runs on visible tokens only; with RoPE the kept tokens' positions come
+    from ``token_idx``. ``arch`` gives the dims explicitly (an official checkpoint of any size) instead of
+    ``cfg.size``; ``cfg.pos_embed`` still chooses the position scheme.
     """
 
-    def __init__(self, cfg: EncoderConfig | None = None) -> None:
+    def __init__(self, cfg: EncoderConfig | None = None, arch: ViTSize | None = None) -> None:
         super().__init__()
         self.cfg = cfg or EncoderConfig()
-        size = self.cfg.resolved()
+        size = (arch or self.cfg.resolved()).model_copy(update={"pos_embed": self.cfg.pos_embed})
+        self.arch = size
         self.embed_dim = size.embed_dim
         self.num_heads = size.num_heads
         self.patch_size = self.cfg.patch_size
         self.tubelet_size = self.cfg.tubelet_size
         kernel = (self.tubelet_size, self.patch_size, self.patch_size)
         self.patch_embed = nn.Conv3d(self.cfg.in_chans, size.embed_dim, kernel_size=kernel, stride=kernel)
-        self.pos_embed = PosEmbedCache(size.embed_dim)
-        self.blocks = make_blocks(size.embed_dim, size.depth, size.num_heads, size.mlp_ratio, self.cfg.drop_path)
+        self.rope = make_rope(self.cfg.pos_embed, size.embed_dim, size.num_heads)
+        self.pos_embed = None if self.rope is not None else PosEmbedCache(size.embed_dim)
+        self.blocks = make_blocks(size.embed_dim, size.depth, size.num_heads, size.mlp_ratio, self.cfg.drop_path,
+                                  rope=self.rope is not None)
         self.norm = nn.LayerNorm(size.embed_dim, eps=1e-6)
         init_vit_weights(self, self.blocks)
 
@@ -175,18 +230,42 @@ class VideoViT(nn.Module):
             )
         return t // self.tubelet_size, h // self.patch_size, w // self.patch_size
 
+    def patch_tokens(self, clip: torch.Tensor) -> torch.Tensor:
+        """Patch embedding only: ``[B, C, T, H, W]`` → ``[B, N, D]`` (time-major)."""
+        return rearrange(self.patch_embed(clip), "b d t h w -> b (t h w) d")
+
     def embed(self, clip: torch.Tensor) -> torch.Tensor:
-        """Patch-embed and add positions: ``[B, C, T, H, W]`` → ``[B, N, D]``."""
-        grid = self.grid(clip.shape)
-        x = rearrange(self.patch_embed(clip), "b d t h w -> b (t h w) d")
-        return x + self.pos_embed(grid, x.device, x.dtype)
+        """Patch-embed and add the sin-cos positions (none with RoPE): ``[B, C, T, H, W]`` → ``[B, N, D]``."""
+        x = self.patch_tokens(clip)
+        if self.pos_embed is None:
+            return x
+        return x + self.pos_embed(self.grid(clip.shape), x.device, x.dtype)
 
     def forward(self, clip: torch.Tensor, token_idx: torch.Tensor | None = None) -> torch.Tensor:
-        x = self.embed(clip)
+        return self.forward_tokens(self.embed(clip), self.grid(clip.shape), token_idx)
+
+    def forward_tokens(self, x: torch.Tensor, grid: tuple[int, int, int],
+                       token_idx: torch.Tensor | None = None) -> torch.Tensor:
+        """Blocks + final norm on embedded tokens ``[B, N, D]`` of ``grid`` (``token_idx``: keep only those)."""
         if token_idx is not None:
             x = gather_tokens(x, token_idx)
-        x = run_blocks(self.blocks, x, self.cfg.activation_checkpointing and self.training)
+        rope = None if self.rope is None else self.rope.tables(grid, token_idx, x.device, x.dtype)
+        x = run_blocks(self.blocks, x, self.cfg.activation_checkpointing and self.training, rope)
         return self.norm(x)
+
+    def forward_levels(self, x: torch.Tensor, grid: tuple[int, int, int], blocks: Sequence[int]) -> list[torch.Tensor]:
+        """Embedded tokens ``[B, N, D]`` of ``grid`` → the final-normed tokens after each block in ``blocks``
+        (0-based, increasing; the last block's equals :meth:`forward_tokens`), as DINOv2's intermediate layers."""
+        if list(blocks) != sorted(set(blocks)) or not blocks or blocks[-1] >= len(self.blocks) or blocks[0] < 0:
+            raise ValueError(f"blocks must be increasing indices in [0, {len(self.blocks)}), got {list(blocks)}")
+        rope = None if self.rope is None else self.rope.tables(grid, None, x.device, x.dtype)
+        args = () if rope is None else (rope,)
+        out = []
+        for i, blk in enumerate(self.blocks[:blocks[-1] + 1]):
+            x = blk(x, *args)
+            if i in blocks:
+                out.append(self.norm(x))
+        return out
 
 
 def gather_tokens(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
@@ -209,5 +288,6 @@ def uint8_clip_to_float(frames: torch.Tensor) -> torch.Tensor:
 
 __all__ = [
     "EncoderConfig", "VIT_SIZES", "ViTSize", "VideoViT", "gather_tokens", "normalize_clip", "sincos_pos_embed_3d",
-    "uint8_clip_to_float", "make_blocks", "run_blocks", "init_vit_weights", "PosEmbedCache",
+    "uint8_clip_to_float", "make_blocks", "run_blocks", "init_vit_weights", "PosEmbedCache", "PosEmbedKind",
+    "RoPEAttention", "RoPEBlock", "make_rope",
 ]

@@ -28,7 +28,7 @@ from orchestrator.benchmarks.metrics_phase import (
     video_accuracy,
     video_edit_score,
 )
-from orchestrator.benchmarks.metrics_triplet import component_groups, synthetic_triplet_maps, triplet_metrics
+from orchestrator.benchmarks.metrics_triplet import cholect50_triplet_maps, component_groups, triplet_metrics
 
 approx = pytest.approx
 
@@ -282,25 +282,25 @@ def test_triplet_class_without_positives_matches_per_video_sklearn() -> None:
         expected.append([average_precision_score(t[:, c], s[:, c]) if t[:, c].any() else np.nan
                          for c in range(100)])
     per_class = np.nanmean(np.array(expected), axis=0)  # no class is positive-free in all 3 videos here
-    assert triplet_metrics(video, target, score, synthetic_triplet_maps())["ap_ivt"] == approx(np.nanmean(per_class))
+    assert triplet_metrics(video, target, score, cholect50_triplet_maps())["ap_ivt"] == approx(np.nanmean(per_class))
 
 
 def test_triplet_perfect_scores_and_cholect50_null_triplets() -> None:
     rng = np.random.default_rng(4)
     video = np.repeat(["a", "b"], 25)
     target = (rng.random((50, 100)) < 0.1).astype(np.int8)
-    perfect = triplet_metrics(video, target, target + 0.1 * rng.random((50, 100)), synthetic_triplet_maps())
+    perfect = triplet_metrics(video, target, target + 0.1 * rng.random((50, 100)), cholect50_triplet_maps())
     assert perfect == approx(dict.fromkeys(perfect, 1.0))
     score = target.astype(float)
     score[:, 94:] = 1.0 - target[:, 94:]  # null triplets 94-99 ranked backwards
     target[:5, 94:] = 1  # make sure every null triplet has positives
     score[:5, 94:] = 0.0
-    assert triplet_metrics(video, target, score, synthetic_triplet_maps())["ap_ivt"] < 1.0
-    assert triplet_metrics(video, target, score, synthetic_triplet_maps(), ignore_null=True)["ap_ivt"] == 1.0
+    assert triplet_metrics(video, target, score, cholect50_triplet_maps())["ap_ivt"] < 1.0
+    assert triplet_metrics(video, target, score, cholect50_triplet_maps(), ignore_null=True)["ap_ivt"] == 1.0
 
 
-def test_synthetic_maps_have_cholect50_shape() -> None:
-    maps = synthetic_triplet_maps()
+def test_cholect50_map_component_classes() -> None:
+    maps = cholect50_triplet_maps()
     assert maps.shape == (100, 3) and len(np.unique(maps, axis=0)) == 100
     assert [len(component_groups(maps, c)) for c in ("i", "v", "t")] == [6, 10, 15]
     assert (maps[94:] == np.array([[k, 9, 14] for k in range(6)])).all()

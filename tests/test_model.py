@@ -7,7 +7,15 @@ import sys
 import pytest
 import torch
 
-from model.jepa import DIAGNOSTIC_KEYS, LOSS_KEYS, SurgMotion, SurgMotionConfig, surgmotion_param_groups, tube_latents
+from model.jepa import (
+    DIAGNOSTIC_KEYS,
+    LOSS_KEYS,
+    SurgMotion,
+    SurgMotionConfig,
+    ema_momentum_at,
+    surgmotion_param_groups,
+    tube_latents,
+)
 from model.masking import sample_tube_mask
 from model.motion import tube_motion_scores
 from model.predictor import PredictorConfig
@@ -162,6 +170,14 @@ def test_ema_arithmetic() -> None:
     m.update_target()  # default momentum from config: 0.99925 * 0.19 + 0.00075
     v = 0.99925 * 0.19 + 0.00075
     assert all(torch.allclose(p, torch.full_like(p, v)) for p in m.target_encoder.parameters())
+
+
+def test_ema_ramp_is_linear_from_start_to_final_and_constant_without_final() -> None:
+    assert ema_momentum_at(0, 40, 0.99925, None) == ema_momentum_at(40, 40, 0.99925, None) == 0.99925
+    # V-JEPA 1's ramp 0.998 -> 1.0 over 100 steps: a quarter of the way at step 25, clamped after the end
+    assert ema_momentum_at(0, 100, 0.998, 1.0) == 0.998
+    assert abs(ema_momentum_at(25, 100, 0.998, 1.0) - 0.9985) < 1e-12
+    assert ema_momentum_at(100, 100, 0.998, 1.0) == ema_momentum_at(150, 100, 0.998, 1.0) == 1.0
 
 
 def test_param_groups_exclude_biases_norms_and_target() -> None:

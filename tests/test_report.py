@@ -20,7 +20,17 @@ from mlflow.entities import Metric, Param
 from orchestrator.benchmarks.registry import get_benchmark
 from orchestrator.report.collect import BenchmarkInfo, ReportError, SweepEntry, benchmark_info, collect
 from orchestrator.report.plots import has_plots, log_pretrain_plots, log_sweep_plots, metric_series
-from orchestrator.report.tables import build_tables, marks, read_csv, table_csv, table_html, table_markdown
+from orchestrator.report.tables import (
+    build_tables,
+    convention_legend,
+    legend_html,
+    legend_markdown,
+    marks,
+    read_csv,
+    table_csv,
+    table_html,
+    table_markdown,
+)
 from orchestrator.tracking import ensure_experiment
 
 REPO = Path(__file__).resolve().parents[1]
@@ -108,11 +118,32 @@ def test_benchmark_family_from_registry_or_the_sweeps_task_tag() -> None:
     assert benchmark_info("synthetic-depth", "depth").task == "depth"
     tiny = benchmark_info("tiny-phase", "phase", "f1")
     assert (tiny.task, tiny.registered, tiny.primary_metric) == ("phase", False, "f1")
-    assert tiny.metrics == ["accuracy", "precision", "recall", "jaccard", "f1", "edit"]  # the task's metric set
+    assert tiny.metrics == ["accuracy", "precision", "recall", "jaccard", "f1", "edit", "f1_union",
+                            "jaccard_union"]  # the task's metric set
     with pytest.raises(ReportError, match="mystery"):
         benchmark_info("mystery", None)  # no task tag: the report never guesses a task from metric names
     with pytest.raises(ReportError, match="mystery"):
         benchmark_info("mystery", "not-a-task")
+
+
+def test_phase_table_legend_names_each_columns_convention() -> None:
+    metrics = ["f1", "f1_union", "f1_relaxed", "jaccard_relaxed"]
+    entries = [entry("random:tiny", "Cholec80", "phase", metrics,
+                     {"f1": 0.6, "f1_union": 0.5, "f1_relaxed": 0.7, "jaccard_relaxed": 0.55}),
+               entry("random:tiny", "AutoLaparo", "phase", ["f1"], {"f1": 0.4}),
+               entry("random:tiny", "C3VD", "depth", ["rmse"], {"rmse": 3.0})]
+    phase, depth = build_tables(entries)
+    legend = convention_legend(phase)
+    assert [line.split(" — ")[0] for line in legend] == ["f1", "f1_union", "f1_relaxed, jaccard_relaxed"]
+    assert legend[0].split(" — ")[1].startswith("unrelaxed video-wise")
+    assert legend[1].split(" — ")[1].startswith("union")
+    assert legend[2].split(" — ")[1].startswith("relaxed (±10 s, Cholec80 protocol")
+    md = legend_markdown(phase)
+    assert md.startswith("Column conventions:") and all(f"- {line}" in md for line in legend)
+    assert "<li>union: unrelaxed, per video" in legend_html(phase).replace("f1_union — ", "")
+    assert convention_legend(depth) == [] and legend_markdown(depth) == "" and legend_html(depth) == ""
+    only_unrelaxed = build_tables([entries[1]])[0]
+    assert [line.split(" — ")[0] for line in convention_legend(only_unrelaxed)] == ["f1"]  # only what is shown
 
 
 # ---------------------------------------------------------------------------------------------- plots
@@ -308,7 +339,11 @@ def test_report_tables_use_newest_finished_parents(handmade: dict[str, Any], cap
     assert "| random:tiny | <u>0.5500</u> | <u>0.4000</u> |" in md
     assert "| surgmotion:checkpoint_000004 | **8.2500** |" in md and "| random:tiny | <u>12.5000</u> |" in md
     assert all(v not in md for v in ("0.9500", "0.9900", "0.9990")) and "no FINISHED" not in md
+    assert "Column conventions:\n\n- accuracy, f1 — unrelaxed video-wise" in md  # phase legend, none for depth
+    assert md.count("Column conventions:") == 1
+    assert "Column conventions:" in (out / "tables" / "phase.md").read_text()
     page = (out / "report.html").read_text()
+    assert page.count("<div class='legend'>") == 1 and "<li>accuracy, f1 — unrelaxed video-wise" in page
     assert page.count("data:image/png;base64,") == 2 * 2 + 2 + 3 and "<b>8.2500</b>" in page
     assert "http://" not in page.replace("http://www.w3.org", "") and "<script" not in page and "<link" not in page
     for key, n in (("new", 2), ("surg", 2), ("d_rand", 1), ("pretrain", 3)):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +18,8 @@ import pytest
 
 from orchestrator.benchmarks.metrics_clip import action_metrics, skill_metrics
 from orchestrator.benchmarks.metrics_dense import depth_metrics, segmentation_metrics
-from orchestrator.benchmarks.metrics_phase import phase_metrics
-from orchestrator.benchmarks.metrics_triplet import synthetic_triplet_maps, triplet_metrics
+from orchestrator.benchmarks.metrics_phase import phase_metrics, union_phase_metrics
+from orchestrator.benchmarks.metrics_triplet import cholect50_triplet_maps, triplet_metrics
 
 SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "score.py"
 
@@ -65,16 +66,24 @@ def phase_arrays(rng: np.random.Generator) -> dict[str, np.ndarray]:
 def test_phase_round_trip(tmp_path: Path, phase_arrays: dict[str, np.ndarray]) -> None:
     a = phase_arrays
     out = score(tmp_path, "phase", a, "--num-classes", "7")
-    assert list(out) == ["accuracy", "precision", "recall", "jaccard", "f1", "edit"]
-    assert out == pytest.approx(phase_metrics(a["video"], a["target"], a["pred"], 7))
+    assert list(out) == ["accuracy", "precision", "recall", "jaccard", "f1", "edit", "f1_union", "jaccard_union"]
+    expected = phase_metrics(a["video"], a["target"], a["pred"], 7) | union_phase_metrics(
+        a["video"], a["target"], a["pred"], 7)
+    assert out == pytest.approx(expected)
 
 
 def test_phase_relaxed_round_trip(tmp_path: Path, phase_arrays: dict[str, np.ndarray]) -> None:
+    # --relaxed adds <name>_relaxed beside the unrelaxed metrics, which keep their plain names
     a = phase_arrays
     out = score(tmp_path, "phase", a, "--relaxed", "--fps", "0.5")
-    expected = phase_metrics(a["video"], a["target"], a["pred"], relaxed=True, fps=0.5, protocol="cholec80")
-    assert out == pytest.approx(expected)
-    assert out != pytest.approx(phase_metrics(a["video"], a["target"], a["pred"]))
+    relaxed = phase_metrics(a["video"], a["target"], a["pred"], relaxed=True, fps=0.5, protocol="cholec80")
+    unrelaxed = phase_metrics(a["video"], a["target"], a["pred"]) | union_phase_metrics(a["video"], a["target"],
+                                                                                         a["pred"])
+    assert {k: out[k] for k in unrelaxed} == pytest.approx(unrelaxed)
+    names = ["accuracy", "precision", "recall", "jaccard", "f1"]
+    assert [k for k in out if k not in unrelaxed] == [f"{k}_relaxed" for k in names]
+    assert {k: out[f"{k}_relaxed"] for k in names} == pytest.approx({k: relaxed[k] for k in names})
+    assert out["f1_relaxed"] != pytest.approx(out["f1"])
 
 
 def test_action_round_trip(tmp_path: Path, rng: np.random.Generator) -> None:
@@ -88,7 +97,7 @@ def test_triplet_round_trip_with_maps_file(tmp_path: Path, rng: np.random.Genera
     video = np.repeat(np.array(["VID92", "VID96"]), 20)
     target = (rng.random((40, 100)) < 0.1).astype(np.uint8)
     prob = np.clip(target * 0.5 + rng.random((40, 100)) * 0.6, 0, 1)
-    maps = synthetic_triplet_maps()[rng.permutation(100)]  # any valid map, passed explicitly
+    maps = cholect50_triplet_maps()[rng.permutation(100)]  # any valid map, passed explicitly
     np.savez(tmp_path / "maps.npz", maps=maps)
     out = score(tmp_path, "triplet", {"video": video, "target": target, "score": prob},
                 "--maps", str(tmp_path / "maps.npz"), "--ignore-null")
@@ -96,18 +105,43 @@ def test_triplet_round_trip_with_maps_file(tmp_path: Path, rng: np.random.Genera
     assert out == pytest.approx(triplet_metrics(video, target, prob, maps, ignore_null=True))
 
 
-def test_triplet_without_maps_uses_synthetic_map_and_warns(
-    tmp_path: Path, rng: np.random.Generator, cli_main: Any, capsys: pytest.CaptureFixture[str]
+# Hand-made: 1 video, 3 frames; official map: 0 = (grasper, dissect, cystic_plate), 8 = (grasper, grasp, gut),
+# 22 = (bipolar, coagulate, abdominal_wall_cavity). Frame 0: triplet 22 (score .9); frame 1: triplet 0 (.8);
+# frame 2: nothing, triplet 8 scored .85. grasper: scores [0, .8, .85] labels [0, 1, 0] -> AP 1/2;
+# bipolar [.9, 0, 0] / [1, 0, 0] -> 1 => ap_i = 3/4. (A map putting 8 under another instrument gives 1.)
+HAND_VIDEO = np.array(["VID92"] * 3)
+HAND_TARGET = np.zeros((3, 100), dtype=np.uint8)
+HAND_TARGET[0, 22] = HAND_TARGET[1, 0] = 1
+HAND_SCORE = np.zeros((3, 100))
+HAND_SCORE[0, 22], HAND_SCORE[1, 0], HAND_SCORE[2, 8] = 0.9, 0.8, 0.85
+
+
+def test_triplet_without_maps_uses_the_official_cholect50_map(
+    tmp_path: Path, cli_main: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    video = np.repeat(np.array(["a", "b"]), 10)
-    target = (rng.random((20, 100)) < 0.2).astype(bool)
-    prob = rng.random((20, 100))
     path = tmp_path / "t.npz"
-    np.savez(path, video=video, target=target, score=prob)
-    with pytest.warns(UserWarning, match="SYNTHETIC"):
+    np.savez(path, video=HAND_VIDEO, target=HAND_TARGET, score=HAND_SCORE)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the official table is the default: nothing to warn about
         assert cli_main(["--task", "triplet", "--input", str(path)]) == 0
-    expected = triplet_metrics(video, target, prob, synthetic_triplet_maps())
-    assert json.loads(capsys.readouterr().out) == pytest.approx(expected)
+    out = json.loads(capsys.readouterr().out)
+    assert out["ap_i"] == pytest.approx(3 / 4) and out["ap_ivt"] == pytest.approx(1.0)
+
+
+def test_triplet_maps_text_file_overrides_the_default(
+    tmp_path: Path, cli_main: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "t.npz"
+    np.savez(path, video=HAND_VIDEO, target=HAND_TARGET, score=HAND_SCORE)
+    maps = cholect50_triplet_maps()
+    maps[8, 0] = 3  # triplet 8 moved from grasper to scissors: grasper [0, .8, 0] -> AP 1 => ap_i = 1
+    rows = [f"{k},{i},{v},{t},{i * 10 + v},{i * 15 + t}" for k, (i, v, t) in enumerate(maps)]
+    (tmp_path / "label_mapping.txt").write_text("# IVT, I, V, T, IV, IT\n" + "\n".join(rows) + "\n")
+    assert cli_main(["--task", "triplet", "--input", str(path), "--maps", str(tmp_path / "label_mapping.txt")]) == 0
+    assert json.loads(capsys.readouterr().out)["ap_i"] == pytest.approx(1.0)
+    (tmp_path / "bad.txt").write_text("0,0,2\n")
+    assert cli_main(["--task", "triplet", "--input", str(path), "--maps", str(tmp_path / "bad.txt")]) == 2
+    assert "bad.txt:1" in capsys.readouterr().err
 
 
 def test_skill_round_trip(tmp_path: Path, rng: np.random.Generator) -> None:

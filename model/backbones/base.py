@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -81,13 +82,33 @@ class Backbone(nn.Module):
     def encode(self, clip: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def forward(self, clip: torch.Tensor) -> torch.Tensor:
+    def num_blocks(self) -> int | None:
+        """Transformer blocks :meth:`encode_levels` can read from; None: the last layer's tokens only."""
+        return None
+
+    def encode_levels(self, clip: torch.Tensor, levels: int) -> list[torch.Tensor]:
+        """Tokens after ``levels`` evenly spaced blocks (:func:`level_blocks`), shallowest first."""
+        raise NotImplementedError
+
+    def _clip01(self, clip: torch.Tensor) -> torch.Tensor:
         if clip.ndim != 5:
             raise ValueError(f"{type(self).__name__} expects a clip [B, C, T, H, W], got shape {tuple(clip.shape)}")
-        if clip.dtype == torch.uint8:
-            clip = clip.float().div_(255.0)
+        return clip.float().div_(255.0) if clip.dtype == torch.uint8 else clip
+
+    def forward(self, clip: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            return self.encode(clip)
+            return self.encode(self._clip01(clip))
+
+    def forward_levels(self, clip: torch.Tensor, levels: int) -> torch.Tensor:
+        """Multi-level tokens ``[B, levels*N, D]``, level-major, shallowest first; the last level equals
+        :meth:`forward`'s tokens. ``levels=1`` is :meth:`forward` for every backbone; more need :meth:`num_blocks`."""
+        if levels == 1:
+            return self.forward(clip)
+        depth = self.num_blocks()
+        if depth is None:
+            raise ValueError(f"{type(self).__name__} gives last-layer tokens only: use features.dense_levels=1")
+        with torch.no_grad():
+            return torch.cat(self.encode_levels(self._clip01(clip), levels), dim=1)
 
     def extra_repr(self) -> str:
         return f"embed_dim={self.embed_dim}, identity={self._identity[:24]}..."
@@ -106,3 +127,10 @@ def strip_prefixes(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]
         out[k] = v
     return out
 
+
+def level_blocks(depth: int, levels: int) -> list[int]:
+    """Indices of ``levels`` evenly spaced blocks of a ``depth``-block encoder, the last block included
+    (12 blocks, 4 levels: 2, 5, 8, 11 — the blocks DPT reads from a ViT-B)."""
+    if not 1 <= levels <= depth:
+        raise ValueError(f"levels must be in [1, {depth}] for a {depth}-block encoder, got {levels}")
+    return [math.ceil((i + 1) * depth / levels) - 1 for i in range(levels)]

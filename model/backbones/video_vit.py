@@ -14,7 +14,7 @@ from typing import Any
 import torch
 import yaml
 
-from model.backbones.base import Backbone, seeded, strip_prefixes
+from model.backbones.base import Backbone, level_blocks, seeded, strip_prefixes
 from model.vit import IMAGENET_MEAN, IMAGENET_STD, VIT_SIZES, EncoderConfig, VideoViT, normalize_clip
 
 MODEL_FILE = "model.pt"      # a pretraining checkpoint folder: weights (orchestrator/pretrain/checkpoint.py writes it)
@@ -31,9 +31,10 @@ class VideoViTBackbone(Backbone):
         self.embed_dim = encoder.embed_dim
         self.pixel_mean = tuple(float(v) for v in pixel_mean)
         self.pixel_std = tuple(float(v) for v in pixel_std)
-        self._finalize({"encoder": encoder.cfg.model_dump(mode="json", exclude={"activation_checkpointing",
-                                                                                "drop_path"}),
-                        "mean": self.pixel_mean, "std": self.pixel_std, **(extra or {})}, [encoder])
+        cfg = encoder.cfg.model_dump(mode="json", exclude={"activation_checkpointing", "drop_path"})
+        if cfg.get("pos_embed") == "sincos":
+            del cfg["pos_embed"]  # the default: identities (feature-cache keys) stay what they were before RoPE
+        self._finalize({"encoder": cfg, "mean": self.pixel_mean, "std": self.pixel_std, **(extra or {})}, [encoder])
 
     def token_grid(self, clip_shape: Sequence[int]) -> tuple[int, int, int]:
         return self.encoder.grid(clip_shape)
@@ -41,6 +42,14 @@ class VideoViTBackbone(Backbone):
     def encode(self, clip: torch.Tensor) -> torch.Tensor:
         dtype = self.encoder.patch_embed.weight.dtype
         return self.encoder(normalize_clip(clip.to(dtype), self.pixel_mean, self.pixel_std))
+
+    def num_blocks(self) -> int:
+        return len(self.encoder.blocks)
+
+    def encode_levels(self, clip: torch.Tensor, levels: int) -> list[torch.Tensor]:
+        x = normalize_clip(clip.to(self.encoder.patch_embed.weight.dtype), self.pixel_mean, self.pixel_std)
+        return self.encoder.forward_levels(self.encoder.embed(x), self.encoder.grid(x.shape),
+                                           level_blocks(self.num_blocks(), levels))
 
 
 

@@ -2,14 +2,15 @@
 and the report all call :func:`score_arrays`).
 
 Arrays per task (the NPZ keys of docs/metrics.md): phase / action ``video``, ``target``, ``pred``; triplet
-``video``, ``target``, ``score`` (+ ``maps``); skill ``target``, ``pred``; segmentation ``target``, ``score``;
-depth ``target``, ``pred`` (+ ``valid``). numpy arrays in, Python floats out; ratio metrics are fractions in [0, 1].
+``video``, ``target``, ``score`` (+ ``maps``, default the official CholecT50 table); skill ``target``, ``pred``;
+segmentation ``target``, ``score``; depth ``target``, ``pred`` (+ ``valid``). numpy arrays in, Python floats out;
+ratio metrics are fractions in [0, 1]. Phase: unrelaxed metrics, ``f1_union`` / ``jaccard_union`` and, with
+``relaxed``, ``<name>_relaxed`` beside them.
 Protocols and sources: docs/metrics.md. The metric functions: :mod:`.metrics_phase`, :mod:`.metrics_clip`,
 :mod:`.metrics_triplet`, :mod:`.metrics_dense`; reading and checking an ``.npz`` file: :mod:`.metrics_io`.
 """
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -19,13 +20,22 @@ from pydantic import BaseModel, ConfigDict, PositiveFloat, PositiveInt, model_va
 from model.tasks import check_task
 from orchestrator.benchmarks.metrics_clip import action_metrics, skill_metrics
 from orchestrator.benchmarks.metrics_dense import depth_metrics, segmentation_metrics
-from orchestrator.benchmarks.metrics_phase import RELAXED_NUM_PHASES, Aggregation, RelaxedProtocol, phase_metrics
-from orchestrator.benchmarks.metrics_triplet import synthetic_triplet_maps, triplet_metrics
+from orchestrator.benchmarks.metrics_phase import (
+    RELAXED_NUM_PHASES,
+    Aggregation,
+    RelaxedProtocol,
+    phase_metrics,
+    union_phase_metrics,
+)
+from orchestrator.benchmarks.metrics_triplet import cholect50_triplet_maps, triplet_metrics
+from orchestrator.benchmarks.tasks import RELAXED_BASE_METRICS, RELAXED_SUFFIX
 
 
 class ScoreOptions(BaseModel):
     """Task options of :func:`score_arrays` (the flags of ``experiments/score.py``; a trial sets them from its
-    benchmark). ``maps_path`` is read by :func:`orchestrator.benchmarks.metrics_io.score_npz` only."""
+    benchmark). ``relaxed`` adds the relaxed-boundary phase metrics (``<name>_relaxed``) beside the unrelaxed ones.
+    ``maps_path`` (a triplet map overriding the packaged CholecT50 table) is read by
+    :func:`orchestrator.benchmarks.metrics_io.score_npz` only."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -60,13 +70,21 @@ def relaxed_protocol(options: ScoreOptions, arrays: Mapping[str, np.ndarray]) ->
 
 
 def triplet_maps(arrays: Mapping[str, np.ndarray]) -> np.ndarray:
-    """The triplet → (instrument, verb, target) map: the ``maps`` array, else the SYNTHETIC map with a warning."""
-    if "maps" in arrays:
-        return arrays["maps"]
-    warnings.warn(
-        "no triplet map given (--maps FILE.npz or key 'maps'): using the SYNTHETIC map; ap_i/ap_v/ap_t/ap_iv/ap_it "
-        "are meaningless for real CholecT50 predictions", UserWarning, stacklevel=3)
-    return synthetic_triplet_maps()
+    """The triplet → (instrument, verb, target) map: the ``maps`` array, else the official CholecT50 table."""
+    return arrays["maps"] if "maps" in arrays else cholect50_triplet_maps()
+
+
+def phase_scores(arrays: Mapping[str, np.ndarray], options: ScoreOptions) -> dict[str, float]:
+    """Unrelaxed ``accuracy, precision, recall, jaccard, f1, edit`` (``options.aggregation``), the union-convention
+    ``f1_union, jaccard_union`` (video-wise), and with ``options.relaxed`` the relaxed ``<name>_relaxed``."""
+    o, a = options, arrays
+    out = phase_metrics(a["video"], a["target"], a["pred"], o.num_classes, aggregation=o.aggregation)
+    out |= union_phase_metrics(a["video"], a["target"], a["pred"], o.num_classes)
+    if o.relaxed:
+        relaxed = phase_metrics(a["video"], a["target"], a["pred"], o.num_classes, relaxed=True, fps=o.fps,
+                                protocol=relaxed_protocol(o, a), aggregation=o.aggregation)
+        out |= {name + RELAXED_SUFFIX: relaxed[name] for name in RELAXED_BASE_METRICS}
+    return out
 
 
 def score_arrays(task: str, arrays: Mapping[str, np.ndarray], options: ScoreOptions | None = None
@@ -74,9 +92,7 @@ def score_arrays(task: str, arrays: Mapping[str, np.ndarray], options: ScoreOpti
     """The metrics of ``task`` from its prediction arrays (module docstring); NaN where a metric is undefined."""
     o, a = options or ScoreOptions(), arrays
     runners: dict[str, Callable[[], dict[str, float]]] = {
-        "phase": lambda: phase_metrics(
-            a["video"], a["target"], a["pred"], o.num_classes, relaxed=o.relaxed, fps=o.fps,
-            protocol=relaxed_protocol(o, a) if o.relaxed else "cholec80", aggregation=o.aggregation),
+        "phase": lambda: phase_scores(a, o),
         "action": lambda: action_metrics(a["target"], a["pred"], o.num_classes),
         "triplet": lambda: triplet_metrics(a["video"], a["target"], a["score"], triplet_maps(a),
                                            ignore_null=o.ignore_null),

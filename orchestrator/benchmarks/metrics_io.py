@@ -14,6 +14,7 @@ import numpy as np
 
 from model.tasks import TASKS
 from orchestrator.benchmarks.metrics import ScoreOptions, score_arrays
+from orchestrator.benchmarks.metrics_triplet import read_triplet_maps
 
 # key -> (accepted dtype kinds, ndim); numpy kinds: b bool, i/u int, f float, U/S str.
 _KeySpec = tuple[str, int]
@@ -106,6 +107,24 @@ def _check_options_apply(task: str, options: ScoreOptions) -> None:
             raise ScoreInputError(f"{flag} does not apply to task '{task}' (only to {', '.join(tasks)})")
 
 
+def read_maps_file(path: Path) -> np.ndarray:
+    """A triplet map overriding the default (``--maps``): an ``.npz`` with key ``maps`` ([N_triplets, 3] int), or
+    a text table ``IVT, I, V, T[, IV, IT]`` such as CholecT50's own ``label_mapping.txt``."""
+    if path.suffix.lower() == ".npz":
+        maps = load_npz_arrays(path)
+        if "maps" not in maps:
+            raise ScoreInputError(f"{path}: missing key ['maps'] (an [N_triplets, 3] int array)")
+        return _get(maps, path, "maps", ("iu", 2))
+    if not path.is_file():
+        raise ScoreInputError(f"{path}: file not found")
+    try:
+        return read_triplet_maps(path)
+    except UnicodeDecodeError as exc:
+        raise ScoreInputError(f"{path}: not a text table IVT,I,V,T[,IV,IT] ({exc})") from exc
+    except ValueError as exc:
+        raise ScoreInputError(str(exc)) from exc
+
+
 def score_npz(task: str, path: str | Path, options: ScoreOptions | None = None) -> dict[str, float]:
     """Compute the metrics of ``task`` from the NPZ at ``path``; returns metric name -> float (NaN if undefined)."""
     options = options or ScoreOptions()
@@ -117,10 +136,7 @@ def score_npz(task: str, path: str | Path, options: ScoreOptions | None = None) 
             f"{npz_path}: key 'target' has {arrays['target'].shape[1]} triplet columns, not {options.num_classes}"
         )
     if task == "triplet" and options.maps_path is not None:
-        maps = load_npz_arrays(options.maps_path)
-        if "maps" not in maps:
-            raise ScoreInputError(f"{options.maps_path}: missing key ['maps'] (an [N_triplets, 3] int array)")
-        arrays["maps"] = _get(maps, options.maps_path, "maps", ("iu", 2))
+        arrays["maps"] = read_maps_file(options.maps_path)
     try:
         return score_arrays(task, arrays, options)
     except ScoreInputError:

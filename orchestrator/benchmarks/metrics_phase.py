@@ -5,14 +5,17 @@ Conventions (see docs/metrics.md for sources and the comparison with other imple
 
 * Frames of one video are the rows with the same ``video`` id, **in their input order** (temporal order).
 * Per video, a phase that is absent from that video's ground truth is NaN for precision / recall / Jaccard / F1
-  and is excluded by NaN-means (the MATLAB ``Evaluate.m`` convention). A phase present in the ground truth but
-  never predicted has precision 0 (scikit-learn's ``zero_division=0``).
+  and is excluded by NaN-means (the MATLAB ``Evaluate.m`` convention, "skip-absent"). A phase present in the
+  ground truth but never predicted has precision 0 (scikit-learn's ``zero_division=0``).
+* :func:`union_phase_metrics` is the other convention (SurgMotion's released harness, hence the UniSurg paper's
+  tables): per video, the macro mean over the phases in its ground truth **or** its prediction, so a phase
+  predicted but absent from the ground truth counts with F1 = Jaccard = 0; then the mean over videos.
 * All values are fractions in [0, 1], the edit score included.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -226,6 +229,27 @@ def phase_metrics(
     if aggregation == "phase":
         return aggregate_phase_wise(table)
     raise ValueError(f"aggregation must be 'video' or 'phase', got {aggregation!r}")
+
+
+def union_phase_metrics(
+    video: ArrayLike, target: ArrayLike, pred: ArrayLike, num_classes: int | None = None
+) -> dict[str, float]:
+    """``f1_union`` and ``jaccard_union`` (unrelaxed): per video, scikit-learn's macro F1 / Jaccard over
+    ``labels`` = the phases of that video's ground truth ∪ prediction (``zero_division=0``), then the mean over
+    videos. This is SurgMotion's ``evaluate_per_video`` (sklearn ``average="macro"`` without ``labels``)."""
+    from sklearn.metrics import f1_score, jaccard_score  # deferred: scikit-learn (~2 s import), see metrics_clip
+
+    y_true, y_pred = as_label_vector("target", target), as_label_vector("pred", pred)
+    ids = np.asarray(video)
+    check_same_length(video=ids, target=y_true, pred=y_pred)
+    resolve_num_classes(num_classes, y_true, y_pred)  # label-range check only
+    f1, jaccard = [], []
+    for idx in video_groups(ids):
+        t, p = y_true[idx], y_pred[idx]
+        kw: dict[str, Any] = {"labels": np.union1d(t, p), "average": "macro", "zero_division": 0}
+        f1.append(float(f1_score(t, p, **kw)))
+        jaccard.append(float(jaccard_score(t, p, **kw)))
+    return {"f1_union": float(np.mean(f1)), "jaccard_union": float(np.mean(jaccard))}
 
 
 def video_accuracy(video: ArrayLike, target: ArrayLike, pred: ArrayLike) -> float:

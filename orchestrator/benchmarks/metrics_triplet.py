@@ -4,11 +4,15 @@ Follows ``ivtmetrics.Recognition.compute_video_AP`` (ivtmetrics >= 0.1.1): per v
 ``average_precision_score`` per class, classes without a positive frame in that video are NaN; per class the
 NaN-mean over videos; mAP = NaN-mean over classes. Component labels and scores are the max over the triplets
 that share the component (ivtmetrics ``Disentangle``). The triplet -> (instrument, verb, target) map is an
-argument; :func:`synthetic_triplet_maps` is a documented stand-in, NOT the CholecT50 ``label_mapping.txt``.
+argument; :func:`cholect50_triplet_maps` is the official CholecT50 table shipped as package data
+(``data/cholect50_maps.txt``, ivtmetrics' ``maps.txt``), :func:`read_triplet_maps` reads any table in that format.
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -27,18 +31,58 @@ CHOLECT50_NULL_TRIPLETS: tuple[int, ...] = tuple(range(94, 100))
 """Triplets 94-99 are ``<instrument_k, null_verb, null_target>``; ``ignore_null`` drops them (94 valid classes)."""
 
 
-def synthetic_triplet_maps() -> NDArray[np.int64]:
-    """A SYNTHETIC [100, 3] (instrument, verb, target) map with CholecT50's shape, for tests and demos only.
+CHOLECT50_COMPONENT_SIZES: tuple[int, int, int] = (CHOLECT50_NUM_INSTRUMENTS, CHOLECT50_NUM_VERBS,
+                                                  CHOLECT50_NUM_TARGETS)
+CHOLECT50_MAPS_FILE = "cholect50_maps.txt"
+"""Package data (``orchestrator/benchmarks/data/``): CAMMA-public/ivtmetrics ``ivtmetrics/maps.txt`` @a89cf659."""
 
-    Triplet j < 94 maps to (j % 6, j % 9, j % 14) (distinct for j < lcm(6, 9, 14) = 126, covering every
-    non-null instrument, verb and target); triplet 94 + k maps to (k, null_verb=9, null_target=14). It is
-    NOT the real CholecT50 ``label_mapping.txt``: component APs computed with it are meaningless on real data.
-    """
-    j = np.arange(CHOLECT50_NUM_TRIPLETS - len(CHOLECT50_NULL_TRIPLETS))
-    valid = np.stack([j % CHOLECT50_NUM_INSTRUMENTS, j % 9, j % 14], axis=1)
-    k = np.arange(len(CHOLECT50_NULL_TRIPLETS))
-    null = np.stack([k, np.full_like(k, CHOLECT50_NULL_VERB), np.full_like(k, CHOLECT50_NULL_TARGET)], axis=1)
-    return np.concatenate([valid, null]).astype(np.int64)
+
+def _map_row(path: Path, line: int, text: str) -> tuple[int, int, int, int]:
+    fields = [f.strip() for f in text.replace("\t", ",").split(",") if f.strip()]
+    try:
+        ivt, i, v, t = (int(x) for x in fields[:4])
+    except ValueError:
+        raise ValueError(f"{path}:{line}: expected integers 'IVT,I,V,T[,IV,IT]', got {text!r}") from None
+    return ivt, i, v, t
+
+
+def read_triplet_maps(path: str | Path, num_triplets: int | None = None,
+                      sizes: tuple[int, int, int] | None = None) -> NDArray[np.int64]:
+    """A triplet map table (CholecT50 ``label_mapping.txt`` / ivtmetrics ``maps.txt``: rows ``IVT, I, V, T, IV,
+    IT``, comma- or tab-separated, ``#`` lines and a header are skipped; IV, IT not read) → [n, 3] int64 (instrument,
+    verb, target) per triplet id. The IVT ids must be 0..n-1, each once (n = ``num_triplets`` if given); ``sizes``
+    bounds the I, V, T ids. Errors are ``ValueError("<file>:<line>: ...")``."""
+    path = Path(path)
+    rows: dict[int, tuple[int, int, int]] = {}
+    for line, raw in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
+        text = raw.strip()
+        header = not rows and not text.replace("\t", ",").split(",")[0].strip().isdigit()
+        if not text or text.startswith("#") or header:
+            continue  # comments, and a header line such as "IVT, I, V, T, IV, IT" before the first row
+        ivt, i, v, t = _map_row(path, line, text)
+        parts = (i, v, t)
+        if ivt < 0 or (num_triplets is not None and ivt >= num_triplets) or ivt in rows:
+            raise ValueError(f"{path}:{line}: field 'IVT': bad or duplicate triplet id in {text!r}")
+        if min(parts) < 0 or (sizes is not None and not all(c < n for c, n in zip(parts, sizes))):
+            raise ValueError(f"{path}:{line}: fields 'I,V,T': {parts} out of range {sizes or '(>= 0)'}")
+        rows[ivt] = parts
+    n = num_triplets if num_triplets is not None else len(rows)
+    missing = [k for k in range(n) if k not in rows]
+    if missing or not rows:
+        raise ValueError(f"{path}: no row for triplet id(s) {missing[:10] or 'any'}")
+    return np.array([rows[k] for k in range(n)], dtype=np.int64)
+
+
+@functools.cache
+def _cholect50_table() -> NDArray[np.int64]:
+    with resources.as_file(resources.files("orchestrator.benchmarks") / "data" / CHOLECT50_MAPS_FILE) as path:
+        return read_triplet_maps(path, CHOLECT50_NUM_TRIPLETS, CHOLECT50_COMPONENT_SIZES)
+
+
+def cholect50_triplet_maps() -> NDArray[np.int64]:
+    """The official CholecT50 [100, 3] (instrument, verb, target) map (package data ``data/cholect50_maps.txt``,
+    copied from CAMMA-public/ivtmetrics ``maps.txt``); a fresh copy on every call."""
+    return _cholect50_table().copy()
 
 
 def check_triplet_maps(maps: ArrayLike, num_triplets: int) -> NDArray[np.int64]:

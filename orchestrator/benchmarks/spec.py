@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from model.tasks import CLASS_TASKS, Task
-from orchestrator.benchmarks.tasks import METRICS, PRIMARY_METRIC
+from orchestrator.benchmarks.tasks import METRICS, PRIMARY_METRIC, RELAXED_METRICS
 
 SplitName = Literal["train", "val", "test"]
 
@@ -51,12 +51,12 @@ class BenchmarkSpec(BaseModel):
     adapter: str  # key into the adapter registry
     classes: list[str] = Field(default_factory=list)  # canonical order; class id = index
     primary_metric: str = ""  # "" = the task's (orchestrator.benchmarks.tasks.PRIMARY_METRIC)
-    metrics: list[str] = Field(default_factory=list)  # empty = the task's metric set (tasks.METRICS)
+    metrics: list[str] = Field(default_factory=list)  # empty = the task's metric set (+ RELAXED_METRICS if relaxed)
     annotation_fps: float | None = None  # fps of the annotation files on disk (phase/triplet)
     sample_fps: float = 1.0  # predictions are made at this rate
     splits: SplitSpec = Field(default_factory=SplitSpec)
     clip_frames: int = 16  # T frames (at sample_fps) fed to the backbone per prediction
-    relaxed_boundary: bool = False  # Cholec80 / M2CAI16 relaxed metric applies
+    relaxed_boundary: bool = False  # Cholec80 / M2CAI16: relaxed metrics (*_relaxed) logged beside the unrelaxed
     url: str = ""
     notes: str = ""
 
@@ -66,8 +66,13 @@ class BenchmarkSpec(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> BenchmarkSpec:
+        if self.relaxed_boundary and self.task != "phase":
+            raise ValueError(f"{self.name}: relaxed_boundary applies to phase benchmarks only, not {self.task!r}")
         if not self.metrics:
-            self.metrics = list(METRICS[self.task])
+            self.metrics = list(METRICS[self.task]) + (list(RELAXED_METRICS) if self.relaxed_boundary else [])
+        stray = [m for m in self.metrics if m in RELAXED_METRICS and not self.relaxed_boundary]
+        if stray:
+            raise ValueError(f"{self.name}: metrics {stray} need relaxed_boundary=True (they are not computed)")
         if not self.primary_metric:
             self.primary_metric = PRIMARY_METRIC[self.task]
         if self.primary_metric not in self.metrics:

@@ -11,6 +11,9 @@ Which frames each kind of sample reads:
 - an image (segmentation / depth): the image **repeated** ``frames`` times (the video backbones need a clip; every
   tubelet then sees the same picture); its mask / depth map is resized (nearest) and cropped with the same
   geometry as the image (masks as 0/1, depth in mm with 0 = invalid).
+
+Augmented train views (``view="augmented"``: random-resized crop, flip, photometric RandAugment, seeded by the
+sample id and the view index) replace the centre crop for clip-level tasks only: :mod:`orchestrator.data.augment`.
 """
 from __future__ import annotations
 
@@ -20,9 +23,10 @@ from typing import Any, Literal
 import decord
 import numpy as np
 from PIL import Image
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from model.tasks import DENSE_TASKS
+from orchestrator.data.augment import AugmentConfig, augment_view, view_seed
 from orchestrator.data.decode import crop_box, frame_indices, resize_frames, resized_size
 
 NAN = float("nan")
@@ -31,7 +35,8 @@ Span = tuple[float, float, float, float]  # start_s, end_s, start_frame, end_fra
 
 class Preprocessing(BaseModel):
     """What turns a sample into the backbone's input clip: the cache-key input of the feature cache and the
-    reader's settings."""
+    reader's settings. The centre view leaves ``augment`` / ``view_index`` None, and :meth:`key_dict` drops them,
+    so its cache keys are those of the code before augmented views existed."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -39,7 +44,19 @@ class Preprocessing(BaseModel):
     sample_fps: float = Field(gt=0, description="clip frame rate of instant samples")
     short_side: int = Field(gt=0)
     crop: int = Field(gt=0)
-    view: Literal["center"] = "center"
+    view: Literal["center", "augmented"] = "center"
+    augment: AugmentConfig | None = Field(None, description="settings of an augmented view")
+    view_index: int | None = Field(None, ge=1, description="which augmented view (1..K)")
+
+    @model_validator(mode="after")
+    def _check(self) -> Preprocessing:
+        if (self.view == "augmented") != (self.augment is not None and self.view_index is not None):
+            raise ValueError("an augmented view needs augment and view_index, the centre view neither")
+        return self
+
+    def key_dict(self) -> dict[str, Any]:
+        """What enters the feature cache key (None fields left out: centre views hash as they always did)."""
+        return self.model_dump(exclude_none=True)
 
 
 def read_image_array(path: str | Path) -> np.ndarray:
@@ -100,10 +117,27 @@ class ClipReader:
         last = end_f if not np.isnan(end_f) else (end_s * fps if not np.isnan(end_s) else n - 1)
         return np.clip(np.rint(np.linspace(first, last, t)), 0, n - 1).astype(np.int64)
 
-    def clip(self, source: str, time_s: float | None, frames_fps: float = NAN, span: Span = (NAN,) * 4
-             ) -> np.ndarray:
-        """uint8 ``[T, crop, crop, 3]`` of one sample (video file, frame folder at ``frames_fps``, or image)."""
-        time_s = NAN if time_s is None else float(time_s)
+    def clip(self, source: str, time_s: float | None, frames_fps: float = NAN, span: Span = (NAN,) * 4,
+             sample_id: str | None = None, pre: Preprocessing | None = None) -> np.ndarray:
+        """uint8 ``[T, crop, crop, 3]`` of one sample (video file, frame folder at ``frames_fps``, or image) in the
+        reader's view, or in ``pre``'s (same frames / fps / sizes; an augmented view needs the ``sample_id``)."""
+        pre = pre or self.pre
+        if (pre.frames, pre.sample_fps, pre.short_side, pre.crop) != (
+                self.pre.frames, self.pre.sample_fps, self.pre.short_side, self.pre.crop):
+            raise ValueError("ClipReader.clip: pre may change only the view, not frames / fps / sizes")
+        if pre.augment is not None and (sample_id is None or self.task in DENSE_TASKS):
+            raise ValueError(f"augmented view of {source}: needs a sample_id and a clip-level task, got "
+                             f"{sample_id!r}, {self.task}")
+        frames = self._frames(source, NAN if time_s is None else float(time_s), frames_fps, span)
+        if pre.augment is None or pre.view_index is None or sample_id is None:
+            return _center(frames, self.pre.short_side, self.pre.crop)
+        w, h = resized_size(frames.shape[2], frames.shape[1], pre.short_side)
+        if (h, w) != frames.shape[1:3]:
+            frames = resize_frames(frames, h, w)
+        return augment_view(frames, pre.crop, pre.augment, view_seed(sample_id, pre.view_index, pre.augment.seed))
+
+    def _frames(self, source: str, time_s: float, frames_fps: float, span: Span) -> np.ndarray:
+        """The sample's decoded frames, native size."""
         if self.task in DENSE_TASKS:
             with Image.open(source) as im:
                 img = np.asarray(im.convert("RGB"))
@@ -116,7 +150,7 @@ class ClipReader:
         else:
             vr = self._video(source)
             frames = vr.get_batch(self._indices(len(vr), float(vr.get_avg_fps()), time_s, span).tolist()).asnumpy()
-        return _center(frames, self.pre.short_side, self.pre.crop)
+        return frames
 
     def target(self, path: str, scale: float, threshold: float) -> np.ndarray:
         """The sample's mask (0/1) or depth map (× ``scale``) in the clip's geometry."""

@@ -23,7 +23,15 @@ from orchestrator.config import slug, work_dir
 from orchestrator.report.collect import Collected, PretrainEntry, ReportError, SweepEntry, backbone_labels, collect
 from orchestrator.report.html import PlotGroup, render_page
 from orchestrator.report.plots import PLOTS_DIR, has_plots, log_pretrain_plots, log_sweep_plots, render_pretrain_plots
-from orchestrator.report.tables import Table, build_tables, format_value, md_table, table_csv, table_markdown
+from orchestrator.report.tables import (
+    Table,
+    build_tables,
+    format_value,
+    legend_markdown,
+    md_table,
+    table_csv,
+    table_markdown,
+)
 from orchestrator.tracking import (
     JOB_REPORT,
     JOB_TAG,
@@ -142,7 +150,8 @@ def render_markdown(title: str, meta: list[tuple[str, str]], notes: list[str], t
     parts += [f"> note: {n}\n" for n in notes]
     parts.append("## Results (test set, val-selected heads)\n\nBest per column in **bold**, second "
                  "<u>underlined</u>; ↑ higher is better, ↓ lower is better; – = not run.\n")
-    parts += [f"### {t.title}\n\n{table_markdown(t)}" for t in tables] or ["_No finished probe sweeps found._\n"]
+    parts += [f"### {t.title}\n\n{legend_markdown(t)}{table_markdown(t)}" for t in tables] or [
+        "_No finished probe sweeps found._\n"]
     if collected.sweeps:
         parts.append("## Sweep details\n\n" + md_table(DETAILS_HEADER, detail_rows(collected.sweeps)))
     if collected.pretrain:
@@ -162,7 +171,8 @@ def write_outputs(out_dir: Path, title: str, meta: list[tuple[str, str]], tables
     """tables/<family>.md|.csv, report.md, report.html; returns the files written (PNGs are already there)."""
     files = []
     for t in tables:
-        for suffix, text in ((".md", f"# {t.title}\n\n{table_markdown(t)}"), (".csv", table_csv(t))):
+        md_text = f"# {t.title}\n\n{legend_markdown(t)}{table_markdown(t)}"
+        for suffix, text in ((".md", md_text), (".csv", table_csv(t))):
             path = out_dir / "tables" / f"{t.family}{suffix}"
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text, encoding="utf-8")

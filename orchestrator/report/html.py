@@ -6,7 +6,7 @@ import html
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from orchestrator.report.tables import Table, table_html
+from orchestrator.report.tables import Table, legend_html, table_html
 
 CSS = """
 body { font-family: -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif; margin: 24px 32px; color: #1f2328;
@@ -28,6 +28,8 @@ figure { margin: 0; border: 1px solid #d0d7de; padding: 6px; background: #ffffff
 figure img { max-width: 760px; height: auto; display: block; }
 figcaption { font-size: 12px; color: #57606a; margin-top: 4px; }
 code { background: #f0f3f6; padding: 1px 4px; border-radius: 3px; }
+.legend { font-size: 13px; color: #57606a; }
+.legend ul { margin: 2px 0 4px 0; }
 """
 
 
@@ -92,7 +94,7 @@ def render_page(title: str, meta: list[tuple[str, str]], notes: list[str], table
     if not tables:
         parts.append("<p><i>No finished probe sweeps found.</i></p>")
     for t in tables:
-        parts.append(f"<h3>{esc(t.title)}</h3>{table_html(t)}")
+        parts.append(f"<h3>{esc(t.title)}</h3>{legend_html(t)}{table_html(t)}")
     if details[1]:
         parts.append("<h2>Sweep details</h2>" + simple_table(*details))
     if pretrain[1]:

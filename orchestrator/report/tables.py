@@ -3,7 +3,8 @@
 In every column the best value is **bold** and the second best underlined, in the metric's direction
 (:func:`orchestrator.benchmarks.tasks.metric_mode`: rmse / mae / abs_rel / sq_rel are lower-is-better). Values are
 compared as displayed (:func:`format_value`), so equal-looking values tie: every tied best value is bold and
-the next distinct value is underlined. A missing cell is shown as "–" (and left empty in the CSV).
+the next distinct value is underlined. A missing cell is shown as "–" (and left empty in the CSV). A phase table
+carries a legend naming the convention of each column (:func:`convention_legend`).
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from model.tasks import TASKS
-from orchestrator.benchmarks.tasks import FAMILY_TITLES, metric_mode
+from orchestrator.benchmarks.tasks import CONVENTION_LABELS, FAMILY_TITLES, metric_convention, metric_mode
 from orchestrator.report.collect import SweepEntry, backbone_labels
 
 MISSING = "–"
@@ -102,6 +103,30 @@ def build_tables(entries: list[SweepEntry]) -> list[Table]:
         if mine:
             out.append(build_table(family, mine, labels))
     return out
+
+
+def convention_legend(table: Table) -> list[str]:
+    """One line per metric convention among the table's columns (phase: unrelaxed video-wise, union, relaxed),
+    each naming its metrics: ``"f1, jaccard — unrelaxed video-wise: ..."``; empty for the other families."""
+    names: dict[str, list[str]] = {}
+    for c in table.columns:
+        key = metric_convention(table.family, c.metric)
+        if key is not None and c.metric not in names.setdefault(key, []):
+            names[key].append(c.metric)
+    return [f"{', '.join(names[key])} — {label}" for key, label in CONVENTION_LABELS.items() if names.get(key)]
+
+
+def legend_markdown(table: Table) -> str:
+    """The convention legend as a Markdown list printed above the table (``""`` when the table has none)."""
+    lines = convention_legend(table)
+    return "Column conventions:\n\n" + "".join(f"- {line}\n" for line in lines) + "\n" if lines else ""
+
+
+def legend_html(table: Table) -> str:
+    """The convention legend as an HTML list (``""`` when the table has none)."""
+    lines = convention_legend(table)
+    items = "".join(f"<li>{html.escape(line)}</li>" for line in lines)
+    return f"<div class='legend'>Column conventions:<ul>{items}</ul></div>" if lines else ""
 
 
 # ----------------------------------------------------------------------------------------------- output

@@ -5,7 +5,8 @@ On disk::
     CholecT50/
       videos/VIDxx/000000.png ...     1-fps frames (the dataset ships frames, not videos)
       labels/VIDxx.json               {video, fps, num_frames, categories, annotations{frame_id: [instance...]}}
-      label_mapping.txt               IVT, I, V, T, IV, IT (one row per triplet id)
+      label_mapping.txt               IVT, I, V, T, IV, IT (one row per triplet id; the metrics default to the
+                                      official copy shipped as package data, metrics_triplet.cholect50_triplet_maps)
 
 Each instance is a 15-vector ``[triplet, instrument(id, score, bx, by, bw, bh), verb, target(id, score, bx,
 by, bw, bh), phase]``; -1 means null/absent. One Sample per annotated frame: ``source`` = the frame folder,
@@ -22,7 +23,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from orchestrator.benchmarks.adapters.common import norm_name, read_text_lines, row_error
+from orchestrator.benchmarks.adapters.common import norm_name, read_text_lines
+from orchestrator.benchmarks.metrics_triplet import read_triplet_maps
 from orchestrator.benchmarks.spec import BenchmarkError, BenchmarkSpec, Sample, SplitName, register_adapter
 from orchestrator.benchmarks.splits import cholect50_fold_groups, official_groups, select_split
 
@@ -32,24 +34,13 @@ COMPONENT_SIZES: tuple[int, int, int] = (NUM_INSTRUMENTS, NUM_VERBS, NUM_TARGETS
 
 # ---------------------------------------------------------------------------------------------- component map
 def _map_from_label_mapping(path: Path) -> NDArray[np.int64]:
-    table = np.full((NUM_TRIPLETS, 3), -1, dtype=np.int64)
-    for line, text in read_text_lines(path, "CholecT50 label mapping"):
-        fields = [f.strip() for f in text.replace("\t", ",").split(",") if f.strip()]
-        if text.startswith("#") or not fields or not fields[0].lstrip("-").isdigit():
-            continue  # header such as "# IVT, I, V, T, IV, IT"
-        try:
-            ivt, i, v, t = (int(x) for x in fields[:4])
-        except ValueError:
-            raise row_error(path, line, f"expected integers 'IVT,I,V,T,IV,IT', got {text!r}") from None
-        if len(fields) < 4 or not 0 <= ivt < NUM_TRIPLETS or table[ivt, 0] != -1:
-            raise row_error(path, line, f"field 'IVT': bad or duplicate triplet id in {text!r}")
-        if not all(0 <= c < n for c, n in zip((i, v, t), COMPONENT_SIZES)):
-            raise row_error(path, line, f"fields 'I,V,T': ({i}, {v}, {t}) out of range {COMPONENT_SIZES}")
-        table[ivt] = (i, v, t)
-    missing = [k for k in range(NUM_TRIPLETS) if table[k, 0] == -1]
-    if missing:
-        raise BenchmarkError(f"{path}: no row for triplet id(s) {missing[:10]}")
-    return table
+    """The dataset's ``label_mapping.txt`` (``IVT, I, V, T, IV, IT``; the format of the packaged official table,
+    :func:`orchestrator.benchmarks.metrics_triplet.cholect50_triplet_maps`)."""
+    read_text_lines(path, "CholecT50 label mapping")  # existence and encoding, with this adapter's messages
+    try:
+        return read_triplet_maps(path, NUM_TRIPLETS, COMPONENT_SIZES)
+    except ValueError as exc:
+        raise BenchmarkError(str(exc)) from None
 
 
 def _map_from_categories(path: Path) -> NDArray[np.int64]:

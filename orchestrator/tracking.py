@@ -1,13 +1,16 @@
 """MLflow setup: tracking URI, experiments, (resumable) runs, params, buffered metrics, artifacts.
 
-Only the driver or Train rank 0 writes. Default store: ``sqlite:///<work dir>/mlflow.db``; ``MLFLOW_TRACKING_URI``
-or an explicit URI wins. MLflow 3 refuses ``./mlruns`` file stores, so we never default to one.
+Only the driver writes: pretraining's rank 0 sends its metrics through an actor on the driver's node
+(:mod:`orchestrator.pretrain.metric_sink`), sweeps log after the Tuner. Default store:
+``sqlite:///<work dir>/mlflow.db``; ``MLFLOW_TRACKING_URI`` or an explicit URI wins. MLflow 3 refuses
+``./mlruns`` file stores, so we never default to one.
 """
 from __future__ import annotations
 
 import os
 import re
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -119,11 +122,17 @@ def log_params(tracking_uri: str, run_id: str, config: dict[str, Any]) -> None:
         c.log_batch(run_id, params=params[i:i + 100])
 
 
-class MetricLogger:
-    """Buffered per-step metrics for one run (``log_batch`` every ``flush_every`` calls)."""
+MetricWriter = Callable[[str, Sequence[Metric]], None]  # (run_id, metrics) → written
 
-    def __init__(self, tracking_uri: str, run_id: str, flush_every: int = 10) -> None:
+
+class MetricLogger:
+    """Buffered per-step metrics for one run (``log_batch`` every ``flush_every`` calls). ``writer`` replaces the
+    direct write to ``tracking_uri`` (Train rank 0: :func:`orchestrator.pretrain.metric_sink.sink_writer`)."""
+
+    def __init__(self, tracking_uri: str, run_id: str, flush_every: int = 10,
+                 writer: MetricWriter | None = None) -> None:
         self.tracking_uri, self.run_id, self.flush_every = tracking_uri, run_id, flush_every
+        self.writer = writer
         self._buf: list[Any] = []
         self._calls = 0
 
@@ -136,6 +145,10 @@ class MetricLogger:
 
     def flush(self) -> None:
         if not self._buf:
+            return
+        if self.writer is not None:
+            self.writer(self.run_id, self._buf)
+            self._buf = []
             return
         c = client(self.tracking_uri)
         for i in range(0, len(self._buf), 1000):

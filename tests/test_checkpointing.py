@@ -16,6 +16,7 @@ from orchestrator.pretrain.checkpoint import (
     resolve_init,
     save_checkpoint,
 )
+from orchestrator.storage import resolve_storage
 from orchestrator.tracking import log_artifact, start_or_resume_run
 
 
@@ -51,7 +52,19 @@ def test_stage2_loads_stage1_weights_and_runs_at_t64(tmp_path: Path) -> None:
     opt = torch.optim.AdamW(surgmotion_param_groups(a, 0.04))
     save_checkpoint(tmp_path / "s1", a, opt, {"step": 1, "samples": 4}, {})
     b = tiny()
-    load_model_weights(b, Path(resolve_init(str(tmp_path / "s1"), "unused", tmp_path / "dl")))
+    dest = resolve_storage(tmp_path / "run" / "init")
+    local = Path(resolve_init(str(tmp_path / "s1"), "unused", dest))
+    assert local == tmp_path / "run" / "init" / "model.pt"  # in the run's storage folder, which every node sees
+    assert local.read_bytes() == (tmp_path / "s1" / "model.pt").read_bytes()
+    before = local.stat().st_ino
+    assert resolve_init(str(tmp_path / "s1" / "model.pt"), "unused", dest) == str(local)
+    assert local.stat().st_ino == before  # the same file again: the copy is reused, not rewritten
+    torch.save({"other": torch.zeros(3)}, tmp_path / "s1" / "model.pt")  # a changed source is copied again
+    assert resolve_init(str(tmp_path / "s1"), "unused", dest) == str(local) and local.stat().st_ino != before
+    assert local.read_bytes() == (tmp_path / "s1" / "model.pt").read_bytes()
+    save_checkpoint(tmp_path / "s1", a, opt, {"step": 1, "samples": 4}, {})
+    assert resolve_init(str(tmp_path / "s1"), "unused", dest) == str(local)
+    load_model_weights(b, local)
     assert torch.equal(a.target_encoder.patch_embed.weight, b.target_encoder.patch_embed.weight)
     out = b(torch.rand(1, 3, 64, 16, 16), generator=torch.Generator().manual_seed(0))
     assert torch.isfinite(out["loss"])
@@ -64,7 +77,8 @@ def test_init_from_mlflow_run_id(tmp_path: Path) -> None:
     run_id, resumed = start_or_resume_run(uri, "exp", "stage1")
     assert not resumed
     log_artifact(uri, run_id, tmp_path / "s1" / "model.pt", "checkpoint")
-    local = resolve_init(run_id, uri, tmp_path / "dl")
+    local = Path(resolve_init(run_id, uri, resolve_storage(tmp_path / "dl")))
+    assert local == tmp_path / "dl" / "model.pt"
     b = tiny()
     load_model_weights(b, local)
     assert torch.equal(a.encoder.patch_embed.weight, b.encoder.patch_embed.weight)
@@ -73,7 +87,7 @@ def test_init_from_mlflow_run_id(tmp_path: Path) -> None:
 
 def test_init_from_nonsense_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="init_from"):
-        resolve_init("no/such/checkpoint", "sqlite:///x.db", tmp_path)
+        resolve_init("no/such/checkpoint", "sqlite:///x.db", resolve_storage(tmp_path))
     (tmp_path / "other.pt").write_bytes(b"")
     torch.save({"something": 1}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="not a SurgMotion checkpoint"):

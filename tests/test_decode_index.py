@@ -1,16 +1,20 @@
 """Decoding (sizes, 1-fps timestamps) and the clip index on a hostile corpus (every bad file skipped with a reason)."""
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from conftest import counter_video, write_video
 
 from orchestrator.data.clip_index import build_clip_index, probe_all
 from orchestrator.data.config import DataConfig
 from orchestrator.data.decode import (
+    DecodeFailureError,
+    DecodeFailureMonitor,
     VideoInfo,
     augment_clip,
     crop_box,
@@ -21,6 +25,7 @@ from orchestrator.data.decode import (
     rrc_box,
 )
 from orchestrator.data.manifest import Manifest, ManifestError, Source, load_manifest
+from orchestrator.data.pipeline import ClipCollate
 
 
 def test_frame_indices_at_1fps() -> None:
@@ -65,6 +70,27 @@ def test_decode_batch_marks_failures_without_raising(tmp_path: Path) -> None:
     out = decode_batch(batch, DataConfig(frames=4, sample_fps=1.0, short_side=48, crop=32))
     assert out["ok"].tolist() == [1, 0]
     assert out["clip"].shape == (2, 4, 32, 32, 3) and out["clip"][1].max() == 0
+    assert out["failed"][0] == "" and re.match(rf"{re.escape(str(bad))} @ 0\.0 s on node \S+: \w+", out["failed"][1])
+    collated = ClipCollate()(out)
+    assert collated["failed"] == list(out["failed"]) and torch.equal(collated["ok"], torch.tensor([1, 0],
+                                                                                                  dtype=torch.uint8))
+
+
+def test_decode_failure_monitor_aborts_above_the_rate_of_a_full_window() -> None:
+    mon = DecodeFailureMonitor(max_rate=0.25, window=8)
+    mon.update(np.zeros(7, dtype=np.uint8), [f"clip{i} on node n1" for i in range(7)])  # window not full yet
+    with pytest.raises(DecodeFailureError, match=r"8 of the last 8 clips failed .*max_decode_failure_rate=0.25"):
+        mon.update(np.zeros(1, dtype=np.uint8), ["clip7 on node n1"])
+    mon = DecodeFailureMonitor(max_rate=0.25, window=8)
+    mon.update(np.array([1, 0, 1, 0, 1, 1, 1, 1]), ["", "a", "", "b", "", "", "", ""])  # 2 of 8 = the limit: goes on
+    with pytest.raises(DecodeFailureError, match="clip9 on node n2") as err:
+        mon.update(np.array([0]), ["clip9 on node n2"])  # window 0,1,0,1,1,1,1,0: 3 of 8
+    assert "a\n" in str(err.value) and str(err.value).rstrip().endswith("clip9 on node n2")
+    mon = DecodeFailureMonitor(max_rate=1.0, window=2)
+    mon.update(np.zeros(10, dtype=np.uint8), [""] * 10)  # 1 = never abort
+    mon = DecodeFailureMonitor(max_rate=0.5, window=4)
+    for _ in range(10):
+        mon.update(np.array([1, 0]), ["", "x"])  # a steady 50 % is at the limit, not above it
 
 
 def hostile_corpus(root: Path) -> Manifest:

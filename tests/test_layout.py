@@ -16,7 +16,7 @@ SCRIPTS = ("experiments", "bench")
 # Lowest first: a module may import its own layer and the ones before it, never a later one.
 LAYERS: list[tuple[str, ...]] = [
     ("model",),
-    ("orchestrator.config", "orchestrator.tracking"),
+    ("orchestrator.config", "orchestrator.tracking", "orchestrator.storage"),
     ("orchestrator.data",),
     ("orchestrator.benchmarks",),
     ("orchestrator.synthetic",),

@@ -6,63 +6,31 @@ the first committed checkpoint the node is killed and a replacement node with th
 ``train.max_failures=1`` the run must finish on the replacement node, restored from its last committed checkpoint,
 and MLflow must show one continuous run: every step once, except at most ``checkpoint_every`` steps after the
 restored checkpoint that the killed workers had already logged.
+
+The driver mostly waits on Ray (node start-up, death detection, a new worker group), so when this test is selected
+it starts at the beginning of the session (tests/conftest.py ``_background_runs``) and runs beside the other tests;
+the test itself only waits for it and checks what it recorded.
 """
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import mlflow
 import pytest
 import torch
 from conftest import metric_history
+from node_failure_run import STEPS, WORKERS, DriverRun, tail
 
 from orchestrator.tracking import RUN_NAME_TAG
 
 pytestmark = pytest.mark.slow
-DRIVER = Path(__file__).with_name("node_failure_driver.py")
-STEPS, WORKERS = 6, 2
-DRIVER_TIMEOUT_S = 300  # the driver gives up (and shuts its cluster down) after this
-HARD_TIMEOUT_S = 420  # then the test kills the driver's whole process group
 
 
-def tail(path: Path, lines: int = 60) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "<no log>"
-
-
-def run_driver(manifest: Path, work: Path) -> tuple[int, dict[str, Any], Path]:
-    env = os.environ.copy()
-    env.pop("RAY_ADDRESS", None)
-    env.update(SURGMOTION_HOME=str(work), MLFLOW_TRACKING_URI=f"sqlite:///{work / 'mlflow.db'}",
-               RAY_AUTH_MODE="disabled")
-    out, log = work / "node_failure.json", work / "driver.log"
-    cmd = [sys.executable, str(DRIVER), "--manifest", str(manifest), "--out", str(out), "--steps", str(STEPS),
-           "--workers", str(WORKERS), "--timeout", str(DRIVER_TIMEOUT_S)]
-    with log.open("w") as f:
-        proc = subprocess.Popen(cmd, env=env, stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            rc = proc.wait(timeout=HARD_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)  # the driver and every Ray process it started
-            proc.wait()
-            pytest.fail(f"node-failure driver still running after {HARD_TIMEOUT_S} s:\n{tail(log)}")
-    info = json.loads(out.read_text()) if out.is_file() else {}
-    return rc, info, log
-
-
-def test_killed_worker_node_run_resumes_on_a_new_node_as_one_mlflow_run(tiny_corpus: Path, tmp_path: Path) -> None:
-    rc, info, log = run_driver(tiny_corpus, tmp_path)
+def test_killed_worker_node_run_resumes_on_a_new_node_as_one_mlflow_run(node_failure_run: DriverRun) -> None:
+    rc, info = node_failure_run.wait()
     assert rc == 0 and info.get("error") is None and info.get("kill_error") is None, (
-        f"driver rc={rc} error={info.get('error')} kill_error={info.get('kill_error')}\n{tail(log)}")
+        f"driver rc={rc} error={info.get('error')} kill_error={info.get('kill_error')}\n{tail(node_failure_run.log)}")
 
     # The failure really happened: the worker node died after a committed checkpoint and before the end.
     k, every = info["committed_before_kill"], info["checkpoint_every"]

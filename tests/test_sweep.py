@@ -200,9 +200,12 @@ def test_sweep_nesting_learns_and_rerun_hits_cache(ray_cluster: str, tiny_root: 
 def test_probe_beats_chance_on_the_shipped_synthetic_phase_benchmark(ray_cluster: str, tmp_path: Path) -> None:
     """The default suite (SuiteConfig(): 3 sources x 7 phases = 21 classes) with the default sweep config, a
     random-init backbone and 2 of the 16 settings: the val-selected head clearly beats a uniform guess and the
-    constant (majority-class) predictor on the test videos."""
+    constant (majority-class) predictor on the test videos; the depth head clearly beats the train-mean depth."""
+    from orchestrator.benchmarks.metrics_dense import depth_metrics
     from orchestrator.benchmarks.metrics_phase import phase_metrics
     from orchestrator.benchmarks.registry import load_samples
+    from orchestrator.probe.config import GridConfig
+    from orchestrator.probe.features import load_features, read_index
     from orchestrator.synthetic.specs import PHASE_CLASSES, find_synthetic
     from orchestrator.synthetic.suite import build_synthetic_suite
 
@@ -224,6 +227,16 @@ def test_probe_beats_chance_on_the_shipped_synthetic_phase_benchmark(ray_cluster
     assert got["accuracy"] >= 2 * max(majority["accuracy"], 1 / classes), (got, majority)
     assert got["f1"] >= 3 * max(majority["f1"], guess["f1"]) and got["f1"] >= 0.15, (got, majority, guess)
 
+    # Depth on the same suite, one setting: clearly below predicting the mean valid train depth everywhere (the
+    # conv head on mm targets without the train-depth scaling scored 57-86 mm here, worse than that constant).
+    depth = run_probe_sweep(cfg.model_copy(update={"grid": GridConfig(lr=[1e-3], wd=[0.01]), "epochs": 10}),
+                            "random:tiny", "synthetic-depth", root=root)
+    cached = {i.split: load_features(p.parent) for p in (tmp_path / "cache").glob("*/index.json")
+              if (i := read_index(p.parent)) is not None and i.task == "depth"}
+    train_mm, test_mm = cached["train"].targets, cached["test"].targets
+    constant = depth_metrics(test_mm, np.full_like(test_mm, train_mm[train_mm > 0].mean()))["rmse"]
+    assert depth.test_metrics["rmse"] <= 0.7 * constant, (depth.test_metrics, constant)
+
 
 @pytest.mark.slow
 def test_selection_uses_val_not_test(ray_cluster: str, tiny_root: Path, tmp_path: Path) -> None:
@@ -242,7 +255,7 @@ def test_selection_uses_val_not_test(ray_cluster: str, tiny_root: Path, tmp_path
     assert res.best_lr == 1e-7  # the val-best trial
     # test metrics come only from the chosen head: re-evaluate every trial's head on test ourselves
     data = prepare(cfg, plan_job(cfg, "random:tiny", spec, tiny_root))
-    run_dir = cfg.storage_path() / "test-sweeps" / "random_tiny__tiny-phase-swapped"
+    run_dir = (cfg.storage_path() / "test-sweeps" / "random_tiny__tiny-phase-swapped").local_path()
     tokens = data.tokens["test"]
     test_f1 = {}
     for d in sorted(run_dir.glob("*/checkpoint_*")):

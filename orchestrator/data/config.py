@@ -37,6 +37,9 @@ class DataConfig(Strict):
     decode_tasks: int = Field(2, gt=0, description="parallel decode tasks in the Ray Data pipeline")
     decode_cpus: float = Field(0.5, gt=0, description="CPUs reserved per decode task")
     decode_batch: int = Field(4, gt=0, description="clips per map_batches call")
+    max_decode_failure_rate: float = Field(0.05, ge=0, le=1, description="abort the run when more than this share "
+                                           "of a worker's last decode_failure_window clips failed to decode (1: never)")
+    decode_failure_window: int = Field(200, gt=0, description="clips per worker in that window")
     prefetch_batches: int = Field(2, ge=0)
     read_block_rows: int = Field(64, gt=0, description="clip descriptors per read task")
 

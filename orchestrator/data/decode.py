@@ -14,6 +14,8 @@ muxers no longer write it, so only the display matrix is tested.)
 """
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Sequence
 from typing import NamedTuple, Protocol
 
 import decord
@@ -151,6 +153,7 @@ def decode_batch(batch: dict[str, np.ndarray], cfg: DataConfig, train: bool = Tr
     bad file never stops the run and the skip count reaches the metrics."""
     n = len(batch["index"])
     clips = np.zeros((n, cfg.frames, cfg.crop, cfg.crop, 3), dtype=np.uint8)
+    failed = np.full(n, "", dtype=object)  # "<path> @ <start> s on node <id>: <error>" of each failed clip
     ok = np.ones(n, dtype=np.uint8)
     for i in range(n):
         try:
@@ -160,6 +163,44 @@ def decode_batch(batch: dict[str, np.ndarray], cfg: DataConfig, train: bool = Tr
                                    int(batch["crop_seed"][i]) if train else None)
         except Exception as e:  # corrupt / truncated data found only at decode time
             ok[i] = 0
-            print(f"[decode] skipped {batch['path'][i]} @ {float(batch['start'][i]):.1f} s: "
-                  f"{type(e).__name__}: {str(e)[:160]}", flush=True)
-    return {"index": np.asarray(batch["index"], dtype=np.int64), "ok": ok, "clip": clips}
+            failed[i] = (f"{batch['path'][i]} @ {float(batch['start'][i]):.1f} s on node {node_id()}: "
+                         f"{type(e).__name__}: {str(e)[:160]}")
+            print(f"[decode] skipped {failed[i]}", flush=True)
+    return {"index": np.asarray(batch["index"], dtype=np.int64), "ok": ok, "clip": clips, "failed": failed}
+
+
+def node_id() -> str:
+    """The Ray node this runs on (short id), or "local" outside Ray."""
+    try:
+        import ray  # deferred: ray (decode runs outside Ray too)
+
+        return ray.get_runtime_context().get_node_id()[:12] if ray.is_initialized() else "local"
+    except Exception:  # noqa: BLE001 - only for an error message
+        return "unknown"
+
+
+class DecodeFailureError(RuntimeError):
+    """Too many clips of the recent window failed to decode (e.g. the corpus is not visible on a node)."""
+
+
+class DecodeFailureMonitor:
+    """Per worker: the ok flags of the last ``window`` clips; :meth:`update` raises :class:`DecodeFailureError`
+    (naming the failure rate and a few failed clips with their node) once the window is full and more than
+    ``max_rate`` of it failed. ``max_rate`` 1 never aborts."""
+
+    def __init__(self, max_rate: float, window: int) -> None:
+        self.max_rate, self.window = max_rate, window
+        self.flags: deque[bool] = deque(maxlen=window)
+        self.recent: deque[str] = deque(maxlen=5)
+
+    def update(self, ok: np.ndarray, failed: Sequence[str]) -> None:
+        for flag, why in zip(np.asarray(ok).tolist(), failed):
+            self.flags.append(bool(flag))
+            if not flag:
+                self.recent.append(str(why))
+        bad = self.flags.count(False)
+        if self.max_rate < 1 and len(self.flags) == self.window and bad > self.max_rate * self.window:
+            raise DecodeFailureError(
+                f"{bad} of the last {self.window} clips failed to decode (> data.max_decode_failure_rate="
+                f"{self.max_rate}); is the corpus readable on every node? Last failures:\n  "
+                + "\n  ".join(self.recent))

@@ -1,17 +1,17 @@
 """Ray Data pipeline for pretraining: clip descriptors → decord decode in ``map_batches`` → Train workers.
 
 The descriptors come from :class:`ClipDatasource`, whose read tasks are generated when an execution starts.
-At that moment it reads the run's data position (samples consumed up to the checkpoint the workers restored;
-rank 0 writes it before iterating), so a job re-run or a worker group restarted by ``FailureConfig`` streams from
+At that moment it asks the run's actor (:mod:`orchestrator.pretrain.metric_sink`, on the driver's node) for the
+data position (samples consumed up to the checkpoint the workers restored; rank 0 sets it before any rank
+iterates), so a job re-run or a worker group restarted by ``FailureConfig`` streams from
 the checkpoint on instead of from the beginning.
 """
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable
 from functools import partial
-from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -28,24 +28,6 @@ from orchestrator.data.sampling import SamplingPlan, descriptors
 
 MAX_READ_TASKS = 2000
 _PLANS: dict[str, SamplingPlan] = {}
-
-
-def read_position(position_file: str | None) -> int:
-    """Samples consumed according to the position file (0 when absent or unreadable)."""
-    if not position_file:
-        return 0
-    try:
-        return int(json.loads(Path(position_file).read_text())["samples"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return 0
-
-
-def write_position(position_file: str, samples: int) -> None:
-    path = Path(position_file)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"samples": int(samples)}))
-    tmp.replace(path)
 
 
 def _plan(ref: ray.ObjectRef) -> SamplingPlan:
@@ -66,16 +48,21 @@ class ClipDatasource(Datasource):
     """Descriptor rows for global sample indices [position, total), position read when an execution starts."""
 
     def __init__(self, plan_ref: ray.ObjectRef, seed: int, epoch_size: int, total: int,
-                 position_file: str | None = None, block_rows: int = 64) -> None:
+                 position_actor: str | None = None, block_rows: int = 64) -> None:
         super().__init__()
         self.plan_ref, self.seed, self.epoch_size = plan_ref, seed, epoch_size
-        self.total, self.position_file, self.block_rows = total, position_file, block_rows
+        self.total, self.position_actor, self.block_rows = total, position_actor, block_rows
 
     def estimate_inmemory_data_size(self) -> int | None:
         return None
 
     def first_index(self) -> int:
-        return min(self.total, read_position(self.position_file))
+        """The first sample to stream: the position held by the named actor (any actor with a ``position()``
+        method; the pretraining driver's is :class:`orchestrator.pretrain.metric_sink.MetricSink`), 0 without."""
+        if not self.position_actor:
+            return 0
+        samples: Any = ray.get(ray.get_actor(self.position_actor).position.remote())
+        return min(self.total, int(samples))
 
     def get_read_tasks(self, parallelism: int, per_task_row_limit: int | None = None,
                        data_context: object | None = None) -> list[ReadTask]:
@@ -92,10 +79,10 @@ class ClipDatasource(Datasource):
 
 
 def clip_dataset(plan: SamplingPlan, cfg: DataConfig, *, seed: int, epoch_size: int, total: int,
-                 position_file: str | None = None, train: bool = True) -> Dataset:
+                 position_actor: str | None = None, train: bool = True) -> Dataset:
     """The pretraining dataset of global samples [position, total): rows ``index`` (int64), ``ok`` (uint8),
     ``clip`` (uint8 ``[T, crop, crop, 3]``); clip geometry, decode tasks, CPUs and batch sizes from ``cfg``."""
-    source = ClipDatasource(ray.put(plan), seed, epoch_size, total, position_file, cfg.read_block_rows)
+    source = ClipDatasource(ray.put(plan), seed, epoch_size, total, position_actor, cfg.read_block_rows)
     ds = ray.data.read_datasource(source)
     return ds.map_batches(decode_batch, fn_kwargs={"cfg": cfg, "train": train}, batch_size=cfg.decode_batch,
                           batch_format="numpy", compute=TaskPoolStrategy(size=cfg.decode_tasks),
@@ -105,7 +92,9 @@ def clip_dataset(plan: SamplingPlan, cfg: DataConfig, *, seed: int, epoch_size: 
 class ClipCollate(NumpyBatchCollateFn):
     """``iter_torch_batches`` collate: numpy columns → CPU tensors (the train loop moves them to its device)."""
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:  # type: ignore[override]
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:  # type: ignore[override]
         # (ray types the return as an unbound TypeVar)
         # Arrow-backed arrays are read-only; torch needs writable memory, so copy (one memcpy per column).
-        return {k: torch.from_numpy(np.array(v, copy=True)) for k, v in batch.items()}
+        # Text columns (``failed``: why a clip failed to decode) stay a list of str.
+        return {k: [str(x) for x in v] if np.asarray(v).dtype.kind in "OUS"
+                else torch.from_numpy(np.array(v, copy=True)) for k, v in batch.items()}

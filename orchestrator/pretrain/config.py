@@ -66,7 +66,9 @@ class TrackingConfig(Strict):
 class RayConfig(Strict):
     address: str | None = Field(None, description="null = connect to RAY_ADDRESS / the job's cluster, else start one")
     num_cpus: int | None = Field(None, gt=0, description="CPUs for a locally started Ray (null = all)")
-    storage_path: str | None = Field(None, description="null = <work dir>/ray_results (use shared storage on clusters)")
+    storage_path: str | None = Field(None, description="checkpoints and Train results: a local path, file://, "
+                                     "s3://bucket/prefix or gs://bucket/prefix (null = <work dir>/ray_results; on "
+                                     "clusters a bucket or a shared mount)")
 
 
 class PretrainConfig(Strict):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,8 +22,10 @@ from orchestrator.data.pipeline import clip_dataset
 from orchestrator.data.sampling import SamplingPlan
 from orchestrator.pretrain.checkpoint import CONFIG_FILE, MODEL_FILE, resolve_init
 from orchestrator.pretrain.config import PretrainConfig
+from orchestrator.pretrain.metric_sink import start_sink
 from orchestrator.pretrain.worker import RunContext, WorkerConfig, train_loop_per_worker
 from orchestrator.report.plots import log_pretrain_plots
+from orchestrator.storage import StoragePath, resolve_storage
 from orchestrator.synthetic.config import SyntheticConfig
 from orchestrator.synthetic.corpus import generate_corpus
 from orchestrator.tracking import (
@@ -90,13 +93,22 @@ def init_ray(cfg: PretrainConfig) -> None:
     ctx.enable_progress_bars = False  # the train loop prints its own progress lines
 
 
+def warn_local_storage(storage: StoragePath) -> None:
+    """A local storage path on a cluster of several nodes works only when it is the same shared mount (NFS)
+    everywhere: say so once (a bucket URI needs no such care)."""
+    nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
+    if storage.is_local and nodes > 1:
+        print(f"[pretrain] ray.storage_path {storage.uri} is a local path and the cluster has {nodes} nodes: it "
+              "must be a shared mount (NFS) on every node, or use s3:// / gs:// (docs/cluster.md)", flush=True)
+
+
 def use_gpu(cfg: PretrainConfig) -> bool:
     if cfg.scaling.use_gpu == "auto":
         return ray.cluster_resources().get("GPU", 0) > 0
     return bool(cfg.scaling.use_gpu)
 
 
-def make_trainer(cfg: PretrainConfig, dataset: Any, ctx: RunContext, storage: Path) -> Any:
+def make_trainer(cfg: PretrainConfig, dataset: Any, ctx: RunContext, storage: StoragePath) -> Any:
     """The ``TorchTrainer`` of the run (fractional CPUs per worker by default, so Ray Data can decode)."""
     from ray.data import ExecutionOptions  # deferred: ray.train / ray.data (~2 s import), only to launch a run
     from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig  # deferred: same
@@ -111,7 +123,7 @@ def make_trainer(cfg: PretrainConfig, dataset: Any, ctx: RunContext, storage: Pa
         train_loop_per_worker,
         train_loop_config=WorkerConfig(cfg=cfg, ctx=ctx).model_dump(mode="json"),
         scaling_config=ScalingConfig(num_workers=cfg.scaling.num_workers, use_gpu=gpu, resources_per_worker=resources),
-        run_config=RunConfig(name=cfg.name, storage_path=str(storage),
+        run_config=RunConfig(name=cfg.name, **storage.ray_storage(),
                              failure_config=FailureConfig(max_failures=cfg.train.max_failures),
                              checkpoint_config=CheckpointConfig(num_to_keep=cfg.train.keep_checkpoints)),
         datasets={"train": dataset},
@@ -151,7 +163,7 @@ def finish_tracking(cfg: PretrainConfig, uri: str, run_id: str, finished: bool, 
         print(f"[pretrain] model not registered: {err}", flush=True)
 
 
-def open_run(cfg: PretrainConfig, uri: str, run_dir: Path, index: ClipIndex, total_steps: int,
+def open_run(cfg: PretrainConfig, uri: str, run_dir: StoragePath, index: ClipIndex, total_steps: int,
              epoch_size: int) -> RunContext:
     """Open (or re-open) the MLflow run, log params and the skip list, resolve ``train.init_from``: the
     :class:`RunContext` the workers get."""
@@ -159,15 +171,16 @@ def open_run(cfg: PretrainConfig, uri: str, run_dir: Path, index: ClipIndex, tot
     print(f"[pretrain] MLflow run {run_id} ({'resumed' if resumed else 'new'}) at {uri}", flush=True)
     log_params(uri, run_id, {**cfg.model_dump(mode="json"), "plan": {"total_steps": total_steps,
                                                                      "epoch_size_clips": epoch_size}})
-    skipped_file = run_dir / SKIPPED_ARTIFACT
-    skipped_file.write_text(json.dumps([s.model_dump() for s in index.skipped], indent=2))
-    log_artifact(uri, run_id, skipped_file)
+    skipped = json.dumps([s.model_dump() for s in index.skipped], indent=2)
+    (run_dir / SKIPPED_ARTIFACT).write_text(skipped)
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / SKIPPED_ARTIFACT).write_text(skipped)
+        log_artifact(uri, run_id, Path(tmp) / SKIPPED_ARTIFACT)
     init_model = None
     if cfg.train.init_from:
-        init_model = str(resolve_init(cfg.train.init_from, uri, run_dir / "init"))
+        init_model = resolve_init(cfg.train.init_from, uri, run_dir / "init")
     return RunContext(tracking_uri=uri, run_id=run_id, total_steps=total_steps, epoch_size=epoch_size,
-                      position_file=str(run_dir / "data_position.json"), skipped_index=len(index.skipped),
-                      init_model=init_model)
+                      skipped_index=len(index.skipped), init_model=init_model)
 
 
 def run_pretraining(cfg: PretrainConfig) -> PretrainResult:
@@ -181,21 +194,26 @@ def run_pretraining(cfg: PretrainConfig) -> PretrainResult:
     print(f"[pretrain] plan: {total_steps} optimiser steps × {cfg.train.global_batch} clips (epoch = {epoch_size} "
           f"clips, {cfg.scaling.num_workers} worker(s), accumulation {cfg.accum_steps}, "
           f"{cfg.model.mask.num_sets} mask set(s) per clip)", flush=True)
-    storage = Path(cfg.ray.storage_path or work_dir() / "ray_results").expanduser().resolve()
+    storage = resolve_storage(cfg.ray.storage_path or work_dir() / "ray_results")  # once, here on the driver
+    warn_local_storage(storage)
     run_dir = storage / cfg.name
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir.mkdir()
     ctx = open_run(cfg, uri, run_dir, index, total_steps, epoch_size)
     run_id = ctx.run_id
+    sink_name, sink = start_sink(uri, run_id)  # rank 0's metrics reach `uri` from this node (metric_sink.py)
+    ctx = ctx.model_copy(update={"metric_sink": sink_name})
     dataset = clip_dataset(plan, cfg.data, seed=cfg.train.seed, epoch_size=epoch_size,
-                           total=total_steps * cfg.train.global_batch, position_file=ctx.position_file)
+                           total=total_steps * cfg.train.global_batch, position_actor=sink_name)
     try:
         result = make_trainer(cfg, dataset, ctx, storage).fit()
     except BaseException:
         end_run(uri, run_id, status="FAILED")
         raise
+    finally:
+        ray.kill(sink)
     ckpt_dir = None
     if result.checkpoint is not None:
-        ckpt_dir = result.checkpoint.path
+        ckpt_dir = result.checkpoint.path if storage.is_local else f"{storage.scheme}://{result.checkpoint.path}"
         with result.checkpoint.as_directory() as local:
             for name in (MODEL_FILE, CONFIG_FILE):
                 log_artifact(uri, run_id, Path(local) / name, CHECKPOINT_ARTIFACT)

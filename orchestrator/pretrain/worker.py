@@ -3,9 +3,10 @@
 Per optimiser step: ``accum_steps`` micro-batches (DDP ``no_sync`` on all but the last), grad clipping, AdamW with
 per-step warm-up + cosine lr, EMA update. Masks are drawn from a generator seeded by (seed, rank, step, micro) so
 they need no saved state. Rank 0 logs to MLflow; every ``checkpoint_every`` steps all ranks report, rank 0 with a
-checkpoint (which holds the data position). When a worker group starts, rank 0 writes the position of the
-checkpoint it restored (0 for a fresh run) for the ClipDatasource, before any rank starts iterating: the data
-stream and the weights can never disagree, even if the job died between a checkpoint and its commit.
+checkpoint (which holds the data position). When a worker group starts, rank 0 hands the position of the
+checkpoint it restored (0 for a fresh run) to the run's driver-node actor, which the ClipDatasource asks, before
+any rank starts iterating: the data stream and the weights can never disagree, even if the job died between a
+checkpoint and its commit, and wherever Ray plans the read.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import logging
 import math
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +26,20 @@ import torch
 import torch.distributed as dist
 from pydantic import BaseModel, ConfigDict
 
-from model.jepa import DIAGNOSTIC_KEYS, LOSS_KEYS, SurgMotion, surgmotion_param_groups
+from model.jepa import DIAGNOSTIC_KEYS, LOSS_KEYS, SurgMotion, ema_momentum_at, surgmotion_param_groups
 from model.vit import uint8_clip_to_float
-from orchestrator.data.pipeline import ClipCollate, write_position
-from orchestrator.pretrain.checkpoint import load_model_weights, load_train_state, save_checkpoint, set_rng_state
+from orchestrator.data.decode import DecodeFailureMonitor
+from orchestrator.data.pipeline import ClipCollate
+from orchestrator.pretrain.checkpoint import (
+    load_init_weights,
+    load_model_weights,
+    load_train_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from orchestrator.pretrain.config import PretrainConfig
+from orchestrator.pretrain.metric_sink import set_position, sink_writer
+from orchestrator.storage import resolve_storage
 from orchestrator.tracking import MetricLogger
 
 LOG_KEYS = LOSS_KEYS + DIAGNOSTIC_KEYS  # per-step values of the model's output dict that reach MLflow
@@ -47,9 +57,9 @@ class RunContext(BaseModel):
     run_id: str
     total_steps: int
     epoch_size: int
-    position_file: str
     skipped_index: int = 0           # videos the clip index skipped (added to the decode skips in the metrics)
-    init_model: str | None = None    # stage-1 model.pt to start from (fresh runs only)
+    init_model: str | None = None    # stage-1 weights in the run's storage (a path or bucket URI; fresh runs only)
+    metric_sink: str | None = None   # the driver-node actor: metrics and data position (None: direct, position 0)
 
 
 class WorkerConfig(BaseModel):
@@ -100,15 +110,19 @@ class Worker:
         self.opt = torch.optim.AdamW(surgmotion_param_groups(self.model, cfg.optim.weight_decay), lr=cfg.optim.lr,
                                      betas=cfg.optim.betas, fused=fused)
         self.step, self.samples, self.skipped_decode = 0, 0, 0
+        self.decode_health = DecodeFailureMonitor(cfg.data.max_decode_failure_rate, cfg.data.decode_failure_window)
         self._restore(ray.train.get_checkpoint())
-        if self.rank == 0:  # the datasource streams from here: always the restored checkpoint's position
-            write_position(ctx.position_file, self.samples)
+        if self.rank == 0 and ctx.metric_sink:  # the datasource streams from here: the restored checkpoint's
+            set_position(ctx.metric_sink, self.samples)
         if self.world > 1:
-            dist.barrier()  # no rank starts the data execution before the position is on disk
+            dist.barrier()  # no rank starts the data execution before the actor holds the position
         self.net: Any = ray.train.torch.prepare_model(self.model) if self.world > 1 else self.model  # DDP / compiled
         if cfg.train.compile:
             self.net = torch.compile(self.net)
-        self.logger = MetricLogger(ctx.tracking_uri, ctx.run_id) if self.rank == 0 else None
+        self.logger = None
+        if self.rank == 0:
+            writer = sink_writer(ctx.metric_sink) if ctx.metric_sink else None
+            self.logger = MetricLogger(ctx.tracking_uri, ctx.run_id, writer=writer)
 
     def _restore(self, checkpoint: Any) -> None:
         if checkpoint is not None:
@@ -122,9 +136,10 @@ class Worker:
             if self.rank == 0:
                 log.info(f"[pretrain] resumed from step {self.step} ({self.samples} samples seen)")
         elif self.ctx.init_model:
-            load_model_weights(self.model, Path(self.ctx.init_model))
+            with resolve_storage(self.ctx.init_model).local_copy() as weights:
+                loaded = load_init_weights(self.model, weights)
             if self.rank == 0:
-                log.info(f"[pretrain] initialised weights from {self.ctx.init_model}")
+                log.info(f"[pretrain] initialised weights from {self.ctx.init_model} ({loaded})")
 
     def batches(self) -> Iterator[dict[str, torch.Tensor]]:
         shard = ray.train.get_dataset_shard("train")
@@ -134,6 +149,8 @@ class Worker:
 
     def micro_step(self, batch: dict[str, torch.Tensor], micro: int, sync: bool) -> dict[str, float]:
         """Forward + backward of one micro-batch (gradients accumulate; DDP syncs only when ``sync``)."""
+        failed: Sequence[str] = batch.get("failed", [""] * len(batch["ok"]))  # type: ignore[assignment]
+        self.decode_health.update(batch["ok"].numpy(), failed)
         clips, bad = fill_invalid(batch["clip"], batch["ok"])
         self.skipped_decode += bad
         clip = uint8_clip_to_float(clips.to(self.device, non_blocking=True))
@@ -146,7 +163,7 @@ class Worker:
             (out["loss"] / self.cfg.accum_steps).backward()
         return {k: float(out[k].detach()) for k in LOG_KEYS}
 
-    def optimizer_step(self) -> tuple[float, float]:
+    def optimizer_step(self) -> tuple[float, float, float]:
         o, total = self.cfg.optim, self.ctx.total_steps
         warmup = o.warmup_steps if o.warmup_steps is not None else int(o.warmup_fraction * total)
         lr = lr_at(self.step, total, o.lr, o.final_lr, warmup)
@@ -157,10 +174,11 @@ class Worker:
             grad_norm = float(torch.nn.utils.clip_grad_norm_(list(self.model.online_parameters()), o.grad_clip))
         self.opt.step()
         self.opt.zero_grad(set_to_none=True)
-        self.model.update_target()
+        momentum = ema_momentum_at(self.step, total, self.cfg.model.ema_momentum, self.cfg.model.ema_final)
+        self.model.update_target(momentum)
         self.step += 1
         self.samples += self.cfg.train.global_batch
-        return lr, grad_norm
+        return lr, grad_norm, momentum
 
     def reduce(self, values: dict[str, float]) -> dict[str, float]:
         """Mean over ranks of the loss terms, sum of the skip counts (all ranks call this at the same steps)."""
@@ -210,9 +228,9 @@ class Worker:
             if got is None:
                 break
             losses, clips, waited = got
-            lr, gnorm = self.optimizer_step()
+            lr, gnorm, momentum = self.optimizer_step()
             now = time.perf_counter()
-            self.log({**losses, "lr": lr, "grad_norm": gnorm, "ema_momentum": cfg.model.ema_momentum,
+            self.log({**losses, "lr": lr, "grad_norm": gnorm, "ema_momentum": momentum,
                       "clips_per_s": clips * self.world / (now - t_last), "data_wait_frac": waited / (now - t_last),
                       "skipped_decode": float(self.skipped_decode)})
             t_last = now

@@ -9,17 +9,22 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from model.probes import DenseHead
+from model.tasks import DENSE_TASKS
 from orchestrator.benchmarks.registry import GENERIC_TEMPLATES, get_benchmark, list_folds, resolve_spec
 from orchestrator.benchmarks.spec import BenchmarkError, BenchmarkSpec, Sample
 from orchestrator.config import CONFIG_DIR, work_dir
+from orchestrator.data.augment import AugmentConfig
 from orchestrator.data.views import Preprocessing
+from orchestrator.storage import StoragePath, resolve_storage
 from orchestrator.synthetic.specs import find_synthetic
 
 DEFAULT_CONFIG = CONFIG_DIR / "sweep" / "default.yaml"
 
 
 class FeatureConfig(BaseModel):
-    """Preprocessing + extraction resources (only the preprocessing part enters the cache key)."""
+    """Preprocessing + extraction resources (only the preprocessing part enters the cache key) + the augmented
+    train views (``train_views`` > 0; docs/sweeps.md "Probe augmentation")."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -32,11 +37,38 @@ class FeatureConfig(BaseModel):
     actors: int = Field(1, gt=0, description="extraction actor pool size")
     cpus_per_actor: float = Field(1.0, gt=0)
     progress_every_s: float = Field(10.0, gt=0)
+    train_views: int = Field(0, ge=0, description="augmented views of every TRAIN sample cached besides the centre "
+                             "one (0: none, clip-level tasks only)")
+    augment: AugmentConfig = Field(default_factory=AugmentConfig, description="settings of those views")
+    dense_levels: int = Field(4, ge=1, le=4, description="segmentation / depth: tokens of this many evenly spaced "
+                              "encoder blocks for the multi-level head (1: the last layer only; backbones without "
+                              "block access give 1)")
 
-    def preprocessing(self, spec: BenchmarkSpec) -> Preprocessing:
-        """The preprocessing of ``spec``'s samples (``sample_fps`` null: the benchmark's)."""
-        return Preprocessing(frames=self.frames, sample_fps=self.sample_fps or spec.sample_fps,
-                             short_side=self.short_side, crop=self.crop, view=self.view)
+    def levels(self, spec: BenchmarkSpec, info: BackboneInfo) -> int:
+        """Token levels cached for ``spec``: ``dense_levels`` for dense tasks where the backbone exposes its blocks
+        (``info.blocks``), else 1 (clip-level tasks always: the attentive probe reads the last layer)."""
+        if spec.task not in DENSE_TASKS or info.blocks is None:
+            return 1
+        return min(self.dense_levels, info.blocks)
+
+    def preprocessing(self, spec: BenchmarkSpec, view_index: int = 0) -> Preprocessing:
+        """The preprocessing of ``spec``'s samples (``sample_fps`` null: the benchmark's): the centre view (0) or
+        augmented view ``view_index`` (1..``train_views``)."""
+        fps = self.sample_fps or spec.sample_fps
+        if not view_index:
+            return Preprocessing(frames=self.frames, sample_fps=fps, short_side=self.short_side, crop=self.crop,
+                                 view=self.view)
+        if not 1 <= view_index <= self.train_views:
+            raise ValueError(f"view {view_index}: features.train_views is {self.train_views}")
+        return Preprocessing(frames=self.frames, sample_fps=fps, short_side=self.short_side, crop=self.crop,
+                             view="augmented", augment=self.augment, view_index=view_index)
+
+    def views(self, spec: BenchmarkSpec, split: str) -> list[int]:
+        """The view indices cached for ``split``: 0 (centre) and, for TRAIN of clip-level tasks, 1..train_views.
+        Dense tasks (segmentation / depth) keep the centre view only (their targets are not augmented)."""
+        if split != "train" or spec.task in DENSE_TASKS:
+            return [0]
+        return list(range(self.train_views + 1))
 
 
 class BackboneInfo(BaseModel):
@@ -46,6 +78,7 @@ class BackboneInfo(BaseModel):
     identity: str
     grid: list[int]
     embed_dim: int
+    blocks: int | None = None   # encoder blocks multi-level features can read (None: last layer only)
 
 
 class GridConfig(BaseModel):
@@ -60,6 +93,9 @@ class ProbeConfig(BaseModel):
 
     depth: int = Field(4, ge=1, description="attentive probe blocks (depth-1 self-attention + 1 cross)")
     heads: int = Field(16, ge=1)
+    dense_head: DenseHead = Field("dpt", description="segmentation / depth head: dpt (multi-level, progressive "
+                                  "upsampling) or conv (last-layer tokens, two convs)")
+    dense_hidden: int = Field(128, ge=8, description="channels of the dense head")
 
 
 class FewShotConfig(BaseModel):
@@ -94,20 +130,25 @@ class SweepConfig(BaseModel):
     seed: int = 0
     experiment: str = "probe-sweeps"
     tracking_uri: str | None = None
-    cache_dir: str | None = Field(None, description="feature cache (null: <work dir>/feature_cache)")
-    storage_dir: str | None = Field(None, description="Ray Tune storage (null: <work dir>/sweeps)")
+    cache_dir: str | None = Field(None, description="feature cache: a local path or shared mount, or s3:// / gs:// "
+                                  "(mirrored into <work dir>/feature_cache_mirror; null: <work dir>/feature_cache)")
+    storage_dir: str | None = Field(None, description="Ray Tune storage and sweep outputs: a local path, s3:// or "
+                                    "gs:// (null: <work dir>/sweeps)")
 
     @model_validator(mode="after")
     def _check(self) -> SweepConfig:
         if self.features.crop > self.features.short_side:
             raise ValueError(f"features.crop {self.features.crop} > features.short_side {self.features.short_side}")
+        if self.probe.dense_head == "conv" and self.features.dense_levels != 1:
+            raise ValueError(f"probe.dense_head 'conv' reads the last layer only: set features.dense_levels=1 (it is "
+                             f"{self.features.dense_levels})")
         return self
 
-    def cache_path(self) -> Path:
-        return Path(self.cache_dir or work_dir() / "feature_cache").expanduser().resolve()
+    def cache_path(self) -> StoragePath:
+        return resolve_storage(self.cache_dir or work_dir() / "feature_cache")
 
-    def storage_path(self) -> Path:
-        return Path(self.storage_dir or work_dir() / "sweeps").expanduser().resolve()
+    def storage_path(self) -> StoragePath:
+        return resolve_storage(self.storage_dir or work_dir() / "sweeps")
 
     def root_for(self, benchmark: str) -> Path:
         root = self.data_roots.get(benchmark) or self.data_root

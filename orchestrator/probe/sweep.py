@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -41,6 +42,7 @@ from orchestrator.probe.features import backbone_info, ensure_features
 from orchestrator.probe.plan import ProbeJob, SweepPlan, plan_job, plan_sweeps
 from orchestrator.probe.records import log_parent, log_plots, log_trials
 from orchestrator.probe.trial import ProbeTask, SplitArrays, cached_trainable, evaluate_head, label_array, load_head
+from orchestrator.storage import StoragePath
 from orchestrator.tracking import (
     BACKBONE_TAG,
     BENCHMARK_TAG,
@@ -65,24 +67,27 @@ class SweepData(BaseModel):
     cache_keys: dict[str, str]
     backbone_identity: str
     test_samples: list[Sample] = Field(default_factory=list)  # row order of tokens["test"] (predictions file)
+    train_views: list[np.ndarray] = Field(default_factory=list)  # augmented train views 1..K (features.train_views)
 
 
 def prepare(cfg: SweepConfig, job: ProbeJob) -> SweepData:
     """Cached features of the job's samples (extracted on a miss) → labels, video ids and the probe task."""
     spec = job.spec
     info = backbone_info(job.backbone, cfg.features)
-    feats = ensure_features(info, spec, job.samples, cfg.features, cfg.cache_path())
+    feats = ensure_features(info, spec, job.samples, cfg.features, cfg.cache_path().uri)
     splits = {split: SplitArrays(labels=label_array(spec.task, fs.index.labels, spec.num_classes, fs.targets),
                                  video=np.asarray(fs.index.video_ids).astype(str)) for split, fs in feats.items()}
+    keys = {s: fs.index.key for s, fs in feats.items()}
+    keys.update({f"train_view{i}": k for i, k in enumerate(feats["train"].view_keys, 1)})  # MLflow: no "@"
     return SweepData(task=ProbeTask.from_config(cfg, spec, info), tokens={s: fs.tokens for s, fs in feats.items()},
-                     splits=splits, cache_keys={s: fs.index.key for s, fs in feats.items()},
-                     backbone_identity=info.identity, test_samples=job.samples["test"])
+                     splits=splits, cache_keys=keys, backbone_identity=info.identity, test_samples=job.samples["test"],
+                     train_views=feats["train"].views)
 
 
 # ------------------------------------------------------------------------------------------------ Ray Tune
 def _trainable(cfg: SweepConfig, data: SweepData) -> Any:
-    payload = {"train": data.splits["train"], "val": data.splits["val"],
-               "train_tokens": data.tokens["train"], "val_tokens": data.tokens["val"]}
+    payload = {"train": data.splits["train"], "val": data.splits["val"], "train_tokens": data.tokens["train"],
+               "val_tokens": data.tokens["val"], "train_views": data.train_views}
     resources: dict[str, float] = {"cpu": cfg.cpus_per_trial}
     if ray.cluster_resources().get("GPU", 0) > 0 and cfg.gpus_per_trial > 0:
         resources["gpu"] = cfg.gpus_per_trial
@@ -114,14 +119,16 @@ def progress_line(trials: list[Any], mode: str) -> str:
             f"{status.count('RUNNING')} running, {status.count('PENDING')} pending; best val {best:.4f}")
 
 
-def run_tuner(cfg: SweepConfig, data: SweepData, run_dir: Path, resume: bool, trainable: Any = None) -> Any:
+def run_tuner(cfg: SweepConfig, data: SweepData, run_dir: StoragePath, resume: bool, trainable: Any = None) -> Any:
     """Fit (or restore and finish) the grid; returns the ``ResultGrid``. ``trainable`` (already wrapped with its
     resources) replaces the cached-feature trainable (bench/bench_sweep.py's naive baseline)."""
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     trainable = trainable or _trainable(cfg, data)
-    if resume and tune.Tuner.can_restore(str(run_dir)):
+    fs = None if run_dir.is_local else run_dir.fs
+    if resume and tune.Tuner.can_restore(run_dir.path, storage_filesystem=fs):
         print(f"[sweep] resuming {run_dir}", flush=True)
-        tuner = tune.Tuner.restore(str(run_dir), trainable=trainable, resume_unfinished=True, resume_errored=True)
+        tuner = tune.Tuner.restore(run_dir.path, trainable=trainable, resume_unfinished=True, resume_errored=True,
+                                   storage_filesystem=fs)
         return tuner.fit()
     mode = metric_mode(data.task.primary_metric)
     label = f"{data.task.benchmark} {len(cfg.grid.lr) * len(cfg.grid.wd)} settings"
@@ -131,7 +138,7 @@ def run_tuner(cfg: SweepConfig, data: SweepData, run_dir: Path, resume: bool, tr
         tune_config=tune.TuneConfig(metric="val_primary", mode=mode, reuse_actors=True,
                                     max_concurrent_trials=cfg.max_concurrent_trials),
         run_config=tune.RunConfig(
-            name=run_dir.name, storage_path=str(run_dir.parent), verbose=0,
+            name=run_dir.name, **run_dir.parent().ray_storage(), verbose=0,
             callbacks=[SweepProgress(label, cfg.features.progress_every_s, mode)],
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             failure_config=tune.FailureConfig(max_failures=1)))
@@ -161,14 +168,13 @@ def _backbone_dir(backbone: str) -> str:
     return slug(label) + suffix
 
 
-def _parent_name(run_dir: Path, backbone: str, tag: str, resume: bool) -> str:
+def _parent_name(run_dir: StoragePath, backbone: str, tag: str, resume: bool) -> str:
     """The parent run name: kept in ``<run dir>/sweep.json`` so a resumed sweep re-opens the same runs."""
     meta = run_dir / "sweep.json"
     if resume and meta.is_file():
         return str(json.loads(meta.read_text())["parent_run_name"])
-    if run_dir.exists():
-        shutil.rmtree(run_dir)  # a fresh (non-resumed) sweep starts from an empty Tune directory
-    run_dir.mkdir(parents=True)
+    run_dir.rmtree()  # a fresh (non-resumed) sweep starts from an empty Tune directory
+    run_dir.mkdir()
     name = f"{backbone_label(backbone)}|{tag}|{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     meta.write_text(json.dumps({"parent_run_name": name}))
     return name
@@ -183,10 +189,11 @@ def _sample_arrays(samples: list[Sample]) -> dict[str, np.ndarray]:
     return out
 
 
-def select_and_test(data: SweepData, spec: BenchmarkSpec, grid: Any, run_dir: Path) -> tuple[Any, dict[str, float],
-                                                                                              Path]:
+def select_and_test(data: SweepData, spec: BenchmarkSpec, grid: Any, run_dir: StoragePath,
+                    local_dir: Path) -> tuple[Any, dict[str, float], Path]:
     """The best trial by VAL primary metric, its head evaluated once on test → (trial, test metrics, npz path).
-    The npz also holds the benchmark's class names (``classes``), so plots drawn from it later can name them."""
+    The npz also holds the benchmark's class names (``classes``), so plots drawn from it later can name them. It is
+    written in ``local_dir`` and copied to ``run_dir`` when that is a bucket."""
     best = best_result(grid, spec.primary_metric)
     with best.checkpoint.as_directory() as ckpt_dir:   # local storage: no copy (to_directory() leaked /tmp copies)
         head, std = load_head(data.task, ckpt_dir)
@@ -197,8 +204,10 @@ def select_and_test(data: SweepData, spec: BenchmarkSpec, grid: Any, run_dir: Pa
         arrays = {**arrays, **_sample_arrays(data.test_samples)}
     if spec.classes:
         arrays["classes"] = np.asarray(spec.classes).astype(str)
-    npz = run_dir / PREDICTIONS_ARTIFACT
+    npz = local_dir / PREDICTIONS_ARTIFACT
     np.savez(npz, **arrays)  # type: ignore[arg-type]  # numpy's stub reads ** as its allow_pickle flag
+    if not run_dir.is_local:
+        (run_dir / PREDICTIONS_ARTIFACT).upload(npz)
     return best, test, npz
 
 
@@ -232,7 +241,8 @@ def run_job(cfg: SweepConfig, job: ProbeJob, *, resume: bool = False) -> SweepRe
             **({FOLD_TAG: str(job.fold)} if job.fold is not None else {})}
     parent, _ = start_or_resume_run(uri, cfg.experiment, parent_name, tags=tags)
     grid = run_tuner(cfg, data, run_dir, resume)
-    best, test, npz = select_and_test(data, spec, grid, run_dir)
+    local_dir = run_dir.local_path() if run_dir.is_local else Path(tempfile.mkdtemp(prefix="surgmotion-sweep-"))
+    best, test, npz = select_and_test(data, spec, grid, run_dir, local_dir)
     result = SweepResult(
         backbone=job.backbone, benchmark=spec.name, fold=job.fold, primary_metric=spec.primary_metric,
         mode=metric_mode(spec.primary_metric), best_lr=float(best.config["lr"]), best_wd=float(best.config["wd"]),
@@ -243,6 +253,8 @@ def run_job(cfg: SweepConfig, job: ProbeJob, *, resume: bool = False) -> SweepRe
     log_parent(uri, parent, result, _params(cfg, job, data), npz)
     log_plots(uri, parent, npz, spec)
     (run_dir / "result.json").write_text(result.model_dump_json(indent=1))
+    if not run_dir.is_local:
+        shutil.rmtree(local_dir, ignore_errors=True)
     return result
 
 
